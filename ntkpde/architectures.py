@@ -1,0 +1,98 @@
+"""Networks as neural-tangents stax triples with the smoothness their kernels have.
+
+``mlp`` builds a fully-connected network in the NTK parameterisation; ``network``
+wraps any user stax triple. Both return a :class:`Network` whose ``kernel_fn``
+carries ``max_operator_order``: the highest derivative order an operator may
+apply on each side of the analytic kernel (``None`` = no limit). ReLU-family
+kernels are not differentiable at ``x = x'`` (their derivatives blow up on the
+diagonal), so only order-0 operators are allowed with them.
+"""
+import dataclasses
+from typing import Callable, Optional
+
+from ntkpde._compat import import_neural_tangents
+from ntkpde.input_maps import InputMap
+
+stax = import_neural_tangents().stax
+
+# name -> (layer factory, max_operator_order)
+ACTIVATIONS = {
+    "erf": (lambda **kw: stax.Erf(**kw), None),
+    "sin": (lambda **kw: stax.Sin(**kw), None),
+    "cos": (lambda **kw: stax.Cos(**kw), None),
+    "gelu": (lambda **kw: stax.Gelu(**kw), None),
+    "gaussian": (lambda **kw: stax.Gaussian(**kw), None),
+    "sigmoid_like": (lambda **kw: stax.Sigmoid_like(**kw), None),
+    "relu": (lambda **kw: stax.Relu(**kw), 0),
+    "abs": (lambda **kw: stax.Abs(**kw), 0),
+    "abrelu": (lambda a=0.2, b=1.0, **kw: stax.ABRelu(a, b, **kw), 0),
+}
+SMOOTH_ACTIVATIONS = tuple(a for a, (_, order) in ACTIVATIONS.items() if order is None)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KernelFn:
+  """A stax ``kernel_fn(x1, x2=None, get=None)`` with its admissible operator order,
+  and the input map (if any) applied to both arguments first."""
+  base: Callable
+  max_operator_order: Optional[int] = None
+  input_map: Optional[InputMap] = None
+  description: str = "user kernel"
+
+  def __call__(self, x1, x2=None, get=None, **kwargs):
+    if self.input_map is not None:
+      x1 = self.input_map(x1)
+      x2 = None if x2 is None else self.input_map(x2)
+    return self.base(x1, x2, get, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Network:
+  """``init_fn(key, input_shape)``, ``apply_fn(params, x)``, ``kernel_fn(x1, x2, get)``
+  over physical coordinates (the input map, if any, is inside all three)."""
+  init_fn: Callable
+  apply_fn: Callable
+  kernel_fn: KernelFn
+  description: str = "user network"
+
+
+def network(init_fn, apply_fn, kernel_fn, max_operator_order: Optional[int] = None,
+            input_map: Optional[InputMap] = None, description: str = "user network") -> Network:
+  """Wraps any stax triple. ``max_operator_order=None`` declares the kernel smooth;
+  pass 0 for ReLU-family activations."""
+  if input_map is None:
+    wrapped_init, wrapped_apply = init_fn, apply_fn
+  else:
+    def wrapped_init(key, input_shape):
+      mapped = tuple(input_shape[:-1]) + (input_map.out_dim(input_shape[-1]),)
+      return init_fn(key, mapped)
+
+    def wrapped_apply(params, x, **kwargs):
+      return apply_fn(params, input_map(x), **kwargs)
+  kfn = KernelFn(kernel_fn, max_operator_order, input_map, description)
+  return Network(wrapped_init, wrapped_apply, kfn, description)
+
+
+def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.5,
+        b_std: float = 0.1, out_dim: int = 1, input_map: Optional[InputMap] = None,
+        parameterization: str = "ntk", **activation_kwargs) -> Network:
+  """``depth`` hidden layers ``Dense(width) -> activation``, then ``Dense(out_dim)``.
+
+  The analytic kernels are the infinite-width limits (width enters only
+  ``init_fn``/``apply_fn``). ``activation`` is one of ``ACTIVATIONS``;
+  ``activation_kwargs`` go to the stax layer (e.g. ``a``, ``b``, ``c`` of ``Erf``).
+  """
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
+  if int(depth) < 1 or int(width) < 1:
+    raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}.")
+  factory, max_order = ACTIVATIONS[activation]
+  layers = []
+  for _ in range(int(depth)):
+    layers += [stax.Dense(int(width), W_std, b_std, parameterization=parameterization),
+               factory(**activation_kwargs)]
+  layers.append(stax.Dense(out_dim, W_std, b_std, parameterization=parameterization))
+  desc = (f"mlp(depth={depth}, width={width}, activation={activation}, W_std={W_std}, "
+          f"b_std={b_std}{', input_map=' + input_map.name if input_map else ''})")
+  return network(*stax.serial(*layers), max_operator_order=max_order, input_map=input_map,
+                 description=desc)

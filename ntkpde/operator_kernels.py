@@ -1,0 +1,225 @@
+"""Operator-informed kernels ``T_x S_x' K(x, x')`` and their block Gram matrices.
+
+For a network ``u(x; theta)`` trained on residuals ``T u(x_i) - f_i`` the NTK of
+the residuals is ``T_x S_x' Theta(x, x')`` (operator-informed NTK; Wang, Yu &
+Perdikaris 2022, eq. (4.6); Hirsch & Pichi eq. (3)); the same holds for the NNGP.
+Mixed channels (interior operator ``T``, boundary operator ``S``) give the cross
+blocks of the block Gram matrix.
+
+Derivatives are nested forward-mode ``jvp``s of the analytic ``kernel_fn``: entry
+``(a, b)`` of ``K(X1, X2)`` depends only on row ``a`` of ``X1`` and row ``b`` of
+``X2``, so one ``jvp`` with the same tangent ``e_i`` on every row of ``X1`` gives
+``d/dx_i K`` for every pair at once (:func:`ntkpde.operators.differentiate`).
+Large matrices are computed in ``tile x tile`` tiles of one compiled shape, so
+device memory is bounded by the tile, not by ``N``.
+"""
+import dataclasses
+import functools
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkpde.operators import LinearOperator, differentiate
+
+GETS = ("ntk", "nngp")
+DEFAULT_TILE = 1024
+
+
+class NonFiniteKernelError(FloatingPointError):
+  """A kernel evaluation produced NaN or inf."""
+
+
+def _apply(k: Callable, op: LinearOperator, argnum: int) -> Callable:
+  """``(X1, X2) -> op`` applied to ``k`` in argument ``argnum``."""
+  def applied(x1, x2):
+    x = (x1, x2)[argnum]
+    coefficients = op.coefficients(x)
+    total = 0.0
+    for c, term in zip(coefficients, op.terms):
+      if argnum == 0:
+        d = differentiate(lambda a: k(a, x2), term.multi_index)(x1)
+        total = total + c[:, None] * d
+      else:
+        d = differentiate(lambda b: k(x1, b), term.multi_index)(x2)
+        total = total + c[None, :] * d
+    return total
+  return applied
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: str) -> Callable:
+  def k(x1, x2):
+    return kernel_fn(x1, x2, get)
+  return jax.jit(_apply(_apply(k, s, 1), t, 0))
+
+
+def _check_operator_order(kernel_fn, *ops: LinearOperator) -> None:
+  limit = getattr(kernel_fn, "max_operator_order", None)
+  for op in ops:
+    if limit is not None and op.order > limit:
+      raise ValueError(
+          f"operator of order {op.order} ({op}) applied to "
+          f"{getattr(kernel_fn, 'description', 'this kernel')}, whose kernel is only "
+          f"differentiable to order {limit} on each side (ReLU-family kernels are not "
+          f"smooth at x = x'). Use a smooth activation: erf, sin, cos, gelu, gaussian, "
+          f"sigmoid_like.")
+
+
+def _check_points(x, op: LinearOperator, name: str) -> np.ndarray:
+  x = np.asarray(x)
+  if x.ndim == 1 and op.dim == 1:
+    x = x[:, None]
+  if x.ndim != 2 or x.shape[1] != op.dim:
+    raise ValueError(f"{name} must have shape (n, {op.dim}) for coordinates {list(op.coords)}, "
+                     f"got {x.shape}.")
+  if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+    raise ValueError(f"{name} must hold finite numbers.")
+  return x.astype(np.float64)
+
+
+def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> np.ndarray:
+  """``fn(x1, x2)`` assembled from ``tile x tile`` calls; edge tiles are padded so
+  every call has one shape (one compilation)."""
+  n1, n2 = len(x1), len(x2)
+  if n1 <= tile and n2 <= tile:
+    return np.asarray(fn(x1, x2))
+  out = np.empty((n1, n2))
+
+  def pad(x, start):
+    piece = x[start:start + tile]
+    return np.concatenate([piece, np.repeat(piece[:1], tile - len(piece), 0)])
+  for i in range(0, n1, tile):
+    a = pad(x1, i)
+    for j in range(0, n2, tile):
+      block = np.asarray(fn(a, pad(x2, j)))
+      out[i:i + tile, j:j + tile] = block[:min(tile, n1 - i), :min(tile, n2 - j)]
+  return out
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
+  if not np.all(np.isfinite(values)):
+    bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+    raise NonFiniteKernelError(
+        f"{what}: {bad} of {values.size} entries are NaN or inf. Check that the activation "
+        f"is smooth enough for the operators and that the inputs are in range.")
+
+
+def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOperator] = None,
+                    get: str = "ntk", tile: int = DEFAULT_TILE) -> Callable:
+  """Returns ``(x1, x2) -> T_x S_x' K(x1, x2)``, an ``(n1, n2)`` float64 array.
+
+  ``K`` is ``kernel_fn(., ., get)`` with ``get`` in ``("ntk", "nngp")``; ``S``
+  defaults to ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. Raises
+  ``ValueError`` for a ReLU-family kernel under an operator of order >= 1 (before
+  any work), for badly shaped inputs, and ``NonFiniteKernelError`` for NaN/inf.
+  """
+  S = T if S is None else S
+  if get not in GETS:
+    raise ValueError(f"get must be one of {GETS}, got {get!r}.")
+  for name, op in (("T", T), ("S", S)):
+    if not isinstance(op, LinearOperator):
+      raise TypeError(f"{name} must be an ntkpde.operators.LinearOperator, got {type(op).__name__}; "
+                      f"build one with ntkpde.operators.parse.")
+  if T.coords != S.coords:
+    raise ValueError(f"T and S act on different coordinates: {T.coords} vs {S.coords}.")
+  if int(tile) < 1:
+    raise ValueError(f"tile must be >= 1, got {tile}.")
+  _check_operator_order(kernel_fn, T, S)
+  fn = _compiled(kernel_fn, T, S, get)
+
+  def evaluate(x1, x2=None):
+    a = _check_points(x1, T, "x1")
+    b = a if x2 is None else _check_points(x2, S, "x2")
+    values = _tiled(fn, a, b, int(tile))
+    _check_finite(values, f"T_x S_x' K with T = {T}, S = {S}")
+    return jnp.asarray(values)
+  return evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class Channel:
+  """A residual channel: its name, the operator applied to ``u``, and its points."""
+  name: str
+  operator: LinearOperator
+  points: np.ndarray
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class BlockGram:
+  """Block Gram matrix over channels: block ``(a, b)`` is ``T_a,x T_b,x' K`` at the
+  points of channels ``a`` and ``b``. ``matrix`` is symmetric by construction."""
+  matrix: jax.Array
+  names: Tuple[str, ...]
+  sizes: Dict[str, int]
+
+  @property
+  def slices(self) -> Dict[str, slice]:
+    out, start = {}, 0
+    for name in self.names:
+      out[name] = slice(start, start + self.sizes[name])
+      start += self.sizes[name]
+    return out
+
+  def block(self, a: str, b: str) -> jax.Array:
+    for name in (a, b):
+      if name not in self.sizes:
+        raise KeyError(f"no channel {name!r}; channels are {list(self.names)}.")
+    return self.matrix[self.slices[a], self.slices[b]]
+
+  def tree_flatten(self):
+    return (self.matrix,), (self.names, tuple(self.sizes.items()))
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    return cls(children[0], aux[0], dict(aux[1]))
+
+
+def as_channels(channels: Sequence) -> Tuple[Channel, ...]:
+  """Validates ``[(name, operator, points), ...]`` (or ``Channel``s) before any work."""
+  out = []
+  for item in channels:
+    ch = item if isinstance(item, Channel) else Channel(*item)
+    if not isinstance(ch.operator, LinearOperator):
+      raise TypeError(f"channel {ch.name!r}: operator must be a LinearOperator, got "
+                      f"{type(ch.operator).__name__}.")
+    out.append(Channel(str(ch.name), ch.operator, _check_points(ch.points, ch.operator,
+                                                                f"points of channel {ch.name!r}")))
+  if not out:
+    raise ValueError("gram needs at least one channel.")
+  names = [c.name for c in out]
+  if len(set(names)) != len(names):
+    raise ValueError(f"channel names must be distinct, got {names}.")
+  if len({c.operator.coords for c in out}) != 1:
+    raise ValueError(f"all channels must use the same coordinates, got "
+                     f"{[c.operator.coords for c in out]}.")
+  return tuple(out)
+
+
+def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
+         tile: int = DEFAULT_TILE) -> BlockGram:
+  """The block Gram matrix ``[T_a,x T_b,x' K(X_a, X_b)]_{a,b}`` over ``channels``.
+
+  ``channels`` is a sequence of ``(name, operator, points)``. Upper blocks are
+  computed, lower blocks are their transposes. Raises ``NonFiniteKernelError``
+  naming the block if any entry is NaN or inf.
+  """
+  chans = as_channels(channels)
+  _check_operator_order(kernel_fn, *[c.operator for c in chans])
+  n = sum(len(c.points) for c in chans)
+  out = np.empty((n, n))
+  starts = np.cumsum([0] + [len(c.points) for c in chans])
+  for i, a in enumerate(chans):
+    for j in range(i, len(chans)):
+      b = chans[j]
+      try:
+        block = operator_kernel(kernel_fn, a.operator, b.operator, get, tile)(a.points, b.points)
+      except NonFiniteKernelError as err:
+        raise NonFiniteKernelError(f"block ({a.name!r}, {b.name!r}): {err}") from None
+      block = np.asarray(block)
+      out[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = block
+      out[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = block.T
+  return BlockGram(jnp.asarray(out), tuple(c.name for c in chans),
+                   {c.name: len(c.points) for c in chans})

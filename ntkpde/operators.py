@@ -1,0 +1,289 @@
+"""Linear differential operators written as SymPy text, applied to functions and kernels.
+
+An operator is ``T u(x) = sum_k c_k(x) D^{alpha_k} u(x)`` with coefficient
+functions ``c_k`` of the coordinates and multi-indices ``alpha_k``. Operators are
+immutable and hashable, so compiled kernels can be cached per operator.
+
+Derivatives are nested forward-mode directional derivatives. The same helper
+serves a single point ``x`` of shape ``(d,)`` and a batch ``X`` of shape
+``(n, d)`` whose rows are independent points ("row-local" functions such as a
+network applied to a batch, or a kernel ``K(X1, X2)`` seen as a function of
+``X1``): the tangent ``e_i`` on every row gives every row's partial at once.
+"""
+import dataclasses
+import functools
+import re
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+import sympy
+from sympy.core.function import AppliedUndef
+from sympy.parsing.sympy_parser import parse_expr
+
+UNKNOWN = "u"
+Coords = Tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+  """One term ``coefficient(x) * D^multi_index u(x)``."""
+  coefficient: sympy.Expr
+  multi_index: Tuple[int, ...]
+
+  @property
+  def order(self) -> int:
+    return sum(self.multi_index)
+
+
+def _coord_symbols(coords: Coords):
+  return tuple(sympy.Symbol(c, real=True) for c in coords)
+
+
+def _check_coords(coords) -> Coords:
+  if isinstance(coords, str):
+    coords = (coords,)
+  coords = tuple(coords)
+  if not coords or len(set(coords)) != len(coords):
+    raise ValueError(f"coords must be distinct non-empty names, got {coords!r}.")
+  for c in coords:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", c) or c == UNKNOWN:
+      raise ValueError(f"coordinate name {c!r} must be alphanumeric and not {UNKNOWN!r}.")
+  return coords
+
+
+def _coefficient(value, coords: Coords) -> sympy.Expr:
+  """A coefficient as a SymPy expression of the coordinates only."""
+  expr = sympy.sympify(value, locals=dict(zip(coords, _coord_symbols(coords))))
+  allowed = set(_coord_symbols(coords))
+  unknown = {str(s) for s in expr.free_symbols if s not in allowed}
+  if unknown or expr.atoms(AppliedUndef):
+    raise ValueError(f"coefficient {value!r} uses {sorted(unknown) or 'an undefined function'}; "
+                     f"coefficients may use only the coordinates {list(coords)}.")
+  return expr
+
+
+def differentiate(f: Callable, multi_index: Sequence[int]) -> Callable:
+  """``D^alpha f`` by nested forward-mode directional derivatives.
+
+  ``f`` maps ``x`` of shape ``(..., d)`` to an array; every leading index of ``x``
+  must be an independent point (row-local), so the tangent ``e_i`` placed on
+  every row gives all rows' partials ``d f / d x_i`` in one ``jvp``.
+  """
+  g = f
+  for axis, count in enumerate(multi_index):
+    for _ in range(count):
+      g = _directional_derivative(g, axis)
+  return g
+
+
+def _directional_derivative(g: Callable, axis: int) -> Callable:
+  def dg(x):
+    tangent = jnp.zeros_like(x).at[..., axis].set(1.0)
+    return jax.jvp(g, (x,), (tangent,))[1]
+  return dg
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearOperator:
+  """``T u = sum_k c_k(x) D^{alpha_k} u`` over named coordinates.
+
+  Build one with :func:`parse`, :func:`identity`, :func:`normal_derivative` or
+  :func:`directional_derivative`; combine with ``+``, ``-`` and scalar ``*``.
+  ``T(f)`` applies it to ``f: R^d -> R`` (or a row-local batched ``f``).
+  """
+  coords: Coords
+  terms: Tuple[Term, ...]
+
+  @property
+  def order(self) -> int:
+    return max((t.order for t in self.terms), default=0)
+
+  @property
+  def dim(self) -> int:
+    return len(self.coords)
+
+  def __str__(self):
+    parts = []
+    for t in self.terms:
+      name = UNKNOWN + ("_" + "".join(c * k for c, k in zip(self.coords, t.multi_index))
+                        if t.order else "")
+      parts.append(f"({t.coefficient})*{name}")
+    return " + ".join(parts) or "0"
+
+  def _combine(self, other: "LinearOperator", sign: int) -> "LinearOperator":
+    if not isinstance(other, LinearOperator):
+      return NotImplemented
+    if other.coords != self.coords:
+      raise ValueError(f"cannot combine operators over coordinates {self.coords} and {other.coords}.")
+    return _merge(self.coords, list(self.terms) +
+                  [Term(sign * t.coefficient, t.multi_index) for t in other.terms])
+
+  def __add__(self, other):
+    return self._combine(other, 1)
+
+  def __sub__(self, other):
+    return self._combine(other, -1)
+
+  def __neg__(self):
+    return _merge(self.coords, [Term(-t.coefficient, t.multi_index) for t in self.terms])
+
+  def __mul__(self, scalar):
+    if isinstance(scalar, LinearOperator):
+      raise TypeError("operators compose only linearly here: multiply by a scalar or a "
+                      "coefficient expression of the coordinates.")
+    c = _coefficient(scalar, self.coords)
+    return _merge(self.coords, [Term(c * t.coefficient, t.multi_index) for t in self.terms])
+
+  __rmul__ = __mul__
+
+  @functools.cached_property
+  def _coefficient_fns(self):
+    symbols = _coord_symbols(self.coords)
+    return tuple(sympy.lambdify(symbols, t.coefficient, modules=jnp) for t in self.terms)
+
+  def coefficients(self, x) -> Tuple[jax.Array, ...]:
+    """Each term's coefficient at the points ``x`` of shape ``(..., d)``."""
+    cols = [x[..., i] for i in range(self.dim)]
+    return tuple(jnp.broadcast_to(fn(*cols), x.shape[:-1]).astype(x.dtype)
+                 for fn in self._coefficient_fns)
+
+  def __call__(self, f: Callable) -> Callable:
+    """``x -> (T f)(x)`` for a scalar ``f`` of one point or a row-local batched ``f``."""
+    def tf(x):
+      return sum(c * differentiate(f, t.multi_index)(x)
+                 for c, t in zip(self.coefficients(x), self.terms))
+    return tf
+
+
+def _merge(coords: Coords, terms) -> LinearOperator:
+  """Collects terms by multi-index, drops zero coefficients, orders canonically."""
+  by_index: Dict[Tuple[int, ...], sympy.Expr] = {}
+  for t in terms:
+    by_index[t.multi_index] = by_index.get(t.multi_index, sympy.Integer(0)) + t.coefficient
+  merged = tuple(Term(sympy.simplify(c), a) for a, c in sorted(by_index.items())
+                 if sympy.simplify(c) != 0)
+  return LinearOperator(coords, merged)
+
+
+def _split_suffix(suffix: str, coords: Coords, token: str) -> Tuple[int, ...]:
+  """``"xxy"`` -> multi-index over ``coords``; longest coordinate names first."""
+  counts = [0] * len(coords)
+  order = sorted(range(len(coords)), key=lambda i: -len(coords[i]))
+  rest = suffix
+  while rest:
+    for i in order:
+      if rest.startswith(coords[i]):
+        counts[i] += 1
+        rest = rest[len(coords[i]):]
+        break
+    else:
+      raise ValueError(f"cannot read {token!r}: {rest!r} is not one of the coordinates "
+                       f"{list(coords)}.")
+  return tuple(counts)
+
+
+def parse(expr: str, coords: Union[str, Sequence[str]],
+          params: Optional[Mapping[str, float]] = None) -> LinearOperator:
+  """Parses a linear differential operator in the unknown ``u``.
+
+  Accepts subscript notation (``"u_xx + u_yy"``, ``"u_tt - 4*u_xx"``), SymPy
+  derivatives (``"Derivative(u, x, 2)"``, ``"diff(u, x)"``), parameters
+  (``"-u_xx + a*u"`` with ``params={"a": 2.0}``) and coefficients that are
+  functions of the coordinates (``"x*u_x + u"``).
+
+  Raises ``ValueError`` for nonlinear input (``u**2``, ``u*u_x``), terms free of
+  ``u`` (forcing belongs in the targets), and unknown symbols or functions.
+  """
+  coords = _check_coords(coords)
+  params = dict(params or {})
+  clash = set(params) & (set(coords) | {UNKNOWN})
+  if clash:
+    raise ValueError(f"parameter names {sorted(clash)} clash with the coordinates or {UNKNOWN!r}.")
+  symbols = _coord_symbols(coords)
+  u = sympy.Function(UNKNOWN)(*symbols)
+
+  def subscript(match):
+    index = _split_suffix(match.group(1), coords, match.group(0))
+    args = ", ".join(f"{c}, {k}" for c, k in zip(coords, index) if k)
+    return f"Derivative({UNKNOWN}, {args})"
+
+  text = re.sub(rf"\b{UNKNOWN}_([A-Za-z0-9]+)\b", subscript, expr)
+  local = {c: s for c, s in zip(coords, symbols)}
+  local.update({p: sympy.Symbol(p) for p in params})
+  local[UNKNOWN] = u
+  try:
+    parsed = parse_expr(text, local_dict=local)
+  except (SyntaxError, TypeError, sympy.SympifyError) as err:
+    raise ValueError(f"cannot parse operator {expr!r}: {err}") from err
+
+  # Replace u and its derivatives by placeholders p_alpha; T is linear iff it is
+  # affine-free and linear in the placeholders.
+  placeholders: Dict[Tuple[int, ...], sympy.Symbol] = {}
+  for d in sorted(parsed.atoms(sympy.Derivative), key=str):
+    if d.expr != u:
+      raise ValueError(f"in {expr!r}: {d} is not a derivative of {UNKNOWN}; only "
+                       f"{UNKNOWN} and its derivatives may be differentiated.")
+    counts = [0] * len(coords)
+    for var, k in d.variable_count:
+      if var not in symbols:
+        raise ValueError(f"in {expr!r}: derivative with respect to {var}, which is not one "
+                         f"of the coordinates {list(coords)}.")
+      counts[symbols.index(var)] += int(k)
+    placeholders.setdefault(tuple(counts), sympy.Dummy())
+    parsed = parsed.subs(d, placeholders[tuple(counts)])
+  placeholders.setdefault((0,) * len(coords), sympy.Dummy())
+  parsed = parsed.subs(u, placeholders[(0,) * len(coords)])
+
+  leftover = parsed.atoms(AppliedUndef)
+  if leftover:
+    raise ValueError(f"in {expr!r}: unknown function(s) {sorted(map(str, leftover))}; the "
+                     f"unknown is {UNKNOWN}({', '.join(coords)}).")
+  allowed = set(symbols) | {local[p] for p in params} | set(placeholders.values())
+  unknown = sorted(str(s) for s in parsed.free_symbols - allowed)
+  if unknown:
+    raise ValueError(f"in {expr!r}: unknown symbol(s) {unknown}; coordinates are "
+                     f"{list(coords)}, parameters are {sorted(params) or 'none'} "
+                     f"(pass params={{name: value}}).")
+  ps = list(placeholders.values())
+  if sympy.simplify(parsed.subs({p: 0 for p in ps})) != 0:
+    raise ValueError(f"in {expr!r}: a term does not contain {UNKNOWN}; only linear "
+                     f"operators are supported (put forcing terms into the targets).")
+  for p in ps:
+    for q in ps:
+      if sympy.simplify(sympy.diff(parsed, p, q)) != 0:
+        raise ValueError(f"{expr!r} is nonlinear in {UNKNOWN}; only linear differential "
+                         f"operators are supported.")
+  values = {local[p]: sympy.nsimplify(v) if float(v).is_integer() else sympy.Float(v)
+            for p, v in params.items()}
+  terms = [Term(sympy.diff(parsed, p).subs(values), index) for index, p in placeholders.items()]
+  op = _merge(coords, terms)
+  if not op.terms:
+    raise ValueError(f"{expr!r} is the zero operator.")
+  return op
+
+
+def identity(coords) -> LinearOperator:
+  """``u -> u``: Dirichlet boundary values and initial values."""
+  coords = _check_coords(coords)
+  return LinearOperator(coords, (Term(sympy.Integer(1), (0,) * len(coords)),))
+
+
+def directional_derivative(coords, direction: Sequence) -> LinearOperator:
+  """``u -> h . grad u`` for a direction ``h`` whose components may depend on x."""
+  coords = _check_coords(coords)
+  if len(direction) != len(coords):
+    raise ValueError(f"direction has {len(direction)} components, coordinates {list(coords)} "
+                     f"need {len(coords)}.")
+  terms = [Term(_coefficient(h, coords), tuple(int(i == j) for j in range(len(coords))))
+           for i, h in enumerate(direction)]
+  op = _merge(coords, terms)
+  if not op.terms:
+    raise ValueError("direction is zero.")
+  return op
+
+
+def normal_derivative(coords, normals: Sequence) -> LinearOperator:
+  """``u -> n . grad u`` (Neumann data); ``normals`` are numbers or expressions of x,
+  e.g. ``("x", "y")`` on the unit circle or ``(1, 0)`` on the face ``x = 1``."""
+  return directional_derivative(coords, normals)
