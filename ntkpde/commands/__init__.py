@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ntkpde`` console script (see :mod:`ntkpde.cli`)."""

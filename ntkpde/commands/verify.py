@@ -1,0 +1,85 @@
+"""``ntkpde verify``: run the claim verifications and write a report with figures."""
+import time
+import traceback
+from pathlib import Path
+
+NAME = "verify"
+HELP = "run the numerical verifications of the papers' claims and write a report"
+
+
+def add_arguments(parser) -> None:
+  size = parser.add_mutually_exclusive_group()
+  size.add_argument("--quick", action="store_true", help="small sizes (default)")
+  size.add_argument("--full", action="store_true", help="paper-sized problems (slow)")
+  parser.add_argument("--only", action="append", metavar="ID",
+                      help="run only this claim id (repeatable), e.g. --only DLAB-1")
+  parser.add_argument("--out", default="reports", help="output folder (default: reports/)")
+  parser.add_argument("--list", action="store_true", help="list claim ids and exit")
+
+
+def _markdown(records, quick: bool, device: str) -> str:
+  lines = [f"# ntkpde verification report ({'quick' if quick else 'full'})", "",
+           f"Device: {device}. Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.", "",
+           "| id | paper | holds | measured | expected | tolerance | seconds | device |",
+           "|---|---|---|---|---|---|---|---|"]
+  for r in records:
+    verdict = {True: "yes", False: "**no**"}.get(r["passed"], "error")
+    measured = str(r["measured"]).replace("|", "/").replace("\n", " ")
+    lines.append(f"| {r['id']} | {r['paper']} | {verdict} | {measured} | {r['expected']} | "
+                 f"{r['tolerance']} | {r['seconds']:.1f} | {r['device']} |")
+  for r in records:
+    lines += ["", f"## {r['id']}", "", r["statement"], ""]
+    if r.get("notes"):
+      lines += [r["notes"], ""]
+    if r.get("error"):
+      lines += ["```", r["error"], "```", ""]
+    for fig in r.get("figures", []):
+      lines.append(f"![{r['id']}]({fig})")
+  return "\n".join(lines) + "\n"
+
+
+def run(args) -> int:
+  from ntkpde import reporting
+  from verification import Context, all_claims
+  claims = all_claims()
+  if args.list:
+    for cid, c in claims.items():
+      print(f"{cid:8s} {c.paper:30s} {c.statement[:80]}")
+    return 0
+  if args.only:
+    unknown = sorted(set(args.only) - set(claims))
+    if unknown:
+      print(f"unknown claim id(s) {unknown}; known: {sorted(claims)}")
+      return 2
+    claims = {cid: c for cid, c in claims.items() if cid in args.only}
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  quick = not args.full
+  device = reporting.device_description()
+  ctx = Context(quick=quick, out_dir=out, log=lambda m: print(f"    {m}", flush=True))
+  records, errors = [], 0
+  for k, (cid, claim) in enumerate(claims.items(), 1):
+    print(f"[{k}/{len(claims)}] {cid}: {claim.statement[:70]}", flush=True)
+    start = time.perf_counter()
+    record = {"id": cid, "paper": claim.paper, "statement": claim.statement}
+    try:
+      o = claim.run(ctx)
+      figures = [str(Path(f).relative_to(out)) if Path(f).is_absolute() or str(f).startswith(str(out))
+                 else str(f) for f in o.figures]
+      record.update(measured=o.measured, expected=o.expected, tolerance=o.tolerance,
+                    passed=bool(o.passed), figures=figures, notes=o.notes,
+                    device=o.device or device)
+    except Exception:  # a crash is reported, not hidden; the run goes on
+      errors += 1
+      record.update(measured="error", expected="", tolerance="", passed=None, figures=[],
+                    device=device, error=traceback.format_exc(limit=6))
+    record["seconds"] = time.perf_counter() - start
+    records.append(record)
+    verdict = {True: "holds", False: "DOES NOT HOLD", None: "ERROR"}[record["passed"]]
+    print(f"    -> {verdict} ({record['seconds']:.1f} s): {record['measured']}", flush=True)
+    # Written after every claim: an interrupted run keeps what it has computed.
+    reporting.write_json_atomic(out / "results.json", records)
+    reporting.write_atomic(out / "report.md", _markdown(records, quick, device))
+  held = sum(r["passed"] is True for r in records)
+  print(f"{held} of {len(records)} claims hold, {errors} errors; report: {out / 'report.md'}")
+  return 1 if errors else 0
