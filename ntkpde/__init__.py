@@ -9,9 +9,12 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from ntkpde import input_maps, operators  # noqa: E402
+from ntkpde import predict, problems, weights  # noqa: E402
 from ntkpde.architectures import ACTIVATIONS, KernelFn, Network, mlp, network  # noqa: E402
 from ntkpde.operator_kernels import (BlockGram, Channel, NonFiniteKernelError, gram,  # noqa: E402
                                      operator_kernel)
+from ntkpde import spectrum  # noqa: E402
+from ntkpde import finite, sketch, training  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -46,6 +46,12 @@ def periodic_embedding(periodic_axes: Optional[Sequence[int]] = None, period: fl
                        ) -> InputMap:
   """``theta -> (cos(2 pi theta / P), sin(2 pi theta / P))`` on the chosen axes
   (default: all), other axes passed through; the kernel becomes periodic in them."""
+  if not np.isfinite(period) or period <= 0:
+    raise ValueError(f"period must be a positive number, got {period}.")
+  if periodic_axes is not None and (len(set(periodic_axes)) != len(periodic_axes) or
+                                    any(int(a) != a or a < 0 for a in periodic_axes)):
+    raise ValueError(f"periodic_axes must be distinct non-negative axis indices, got {periodic_axes}.")
+
   def fn(x):
     axes = range(x.shape[-1]) if periodic_axes is None else periodic_axes
     w = 2 * np.pi / period
@@ -58,6 +64,8 @@ def periodic_embedding(periodic_axes: Optional[Sequence[int]] = None, period: fl
     return jnp.stack(cols, axis=-1)
 
   def out_dim(d):
+    if periodic_axes is not None and max(periodic_axes, default=-1) >= d:
+      raise ValueError(f"periodic_axes {list(periodic_axes)} do not exist in {d}-d inputs.")
     return d + (d if periodic_axes is None else len(periodic_axes))
   return InputMap("periodic", fn, out_dim)
 

@@ -11,7 +11,11 @@ Derivatives are nested forward-mode ``jvp``s of the analytic ``kernel_fn``: entr
 ``X2``, so one ``jvp`` with the same tangent ``e_i`` on every row of ``X1`` gives
 ``d/dx_i K`` for every pair at once (:func:`ntkpde.operators.differentiate`).
 Large matrices are computed in ``tile x tile`` tiles of one compiled shape, so
-device memory is bounded by the tile, not by ``N``.
+device memory is bounded by the tile, not by ``N``: about ``tile**2 * (8 + t)``
+bytes, ``t`` the compiled temporaries per entry (88 bytes for ``Lap_x Lap_x'``
+on the depth-2 erf MLP in 2-d, so about 100 MB per 1024 x 1024 tile; see
+docs/operator_kernels_speed.md). Inputs no larger than a tile are padded to a
+few fixed sizes so that different point counts share compilations.
 """
 import dataclasses
 import functools
@@ -48,11 +52,17 @@ def _apply(k: Callable, op: LinearOperator, argnum: int) -> Callable:
   return applied
 
 
+@functools.lru_cache(maxsize=64)
+def _kernel(kernel_fn: Callable, get: str) -> Callable:
+  """The kernel as one jitted function: every ``jvp`` below then transforms its
+  traced program instead of re-running neural-tangents' Python, which halves the
+  tracing time and shares it between operator pairs."""
+  return jax.jit(lambda x1, x2: kernel_fn(x1, x2, get))
+
+
 @functools.lru_cache(maxsize=256)
 def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: str) -> Callable:
-  def k(x1, x2):
-    return kernel_fn(x1, x2, get)
-  return jax.jit(_apply(_apply(k, s, 1), t, 0))
+  return jax.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0))
 
 
 def _check_operator_order(kernel_fn, *ops: LinearOperator) -> None:
@@ -79,28 +89,41 @@ def _check_points(x, op: LinearOperator, name: str) -> np.ndarray:
   return x.astype(np.float64)
 
 
-def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> np.ndarray:
-  """``fn(x1, x2)`` assembled from ``tile x tile`` calls; edge tiles are padded so
-  every call has one shape (one compilation)."""
+def _bucket(n: int, tile: int) -> int:
+  """Smallest of 8, 12, 16, 24, 32, 48, ... (powers of two and 1.5 times them)
+  that holds ``n``, capped at ``tile``: at most 1.5x padding per axis, and a
+  handful of compiled shapes instead of one per point count."""
+  size = 8
+  while size < n:
+    size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+  return min(size, tile)
+
+
+def _blocks(x: np.ndarray, tile: int):
+  """``(start, padded block)`` pairs covering ``x``; every block has the same
+  number of rows (padding repeats the block's first row, and is cut off)."""
+  size = _bucket(len(x), tile) if len(x) <= tile else tile
+  for start in range(0, len(x), size):
+    piece = x[start:start + size]
+    yield start, np.concatenate([piece, np.repeat(piece[:1], size - len(piece), 0)])
+
+
+def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> Tuple[np.ndarray, int]:
+  """``fn(x1, x2)`` assembled from calls on blocks of at most ``tile`` rows of each
+  (one compiled shape per axis), and the number of its entries that are not finite."""
   n1, n2 = len(x1), len(x2)
-  if n1 <= tile and n2 <= tile:
-    return np.asarray(fn(x1, x2))
   out = np.empty((n1, n2))
-
-  def pad(x, start):
-    piece = x[start:start + tile]
-    return np.concatenate([piece, np.repeat(piece[:1], tile - len(piece), 0)])
-  for i in range(0, n1, tile):
-    a = pad(x1, i)
-    for j in range(0, n2, tile):
-      block = np.asarray(fn(a, pad(x2, j)))
-      out[i:i + tile, j:j + tile] = block[:min(tile, n1 - i), :min(tile, n2 - j)]
-  return out
+  bad = 0
+  for i, a in _blocks(x1, tile):
+    for j, b in _blocks(x2, tile):
+      block = np.asarray(fn(a, b))[:min(len(a), n1 - i), :min(len(b), n2 - j)]
+      bad += block.size - int(np.count_nonzero(np.isfinite(block)))
+      out[i:i + block.shape[0], j:j + block.shape[1]] = block
+  return out, bad
 
 
-def _check_finite(values: np.ndarray, what: str) -> None:
-  if not np.all(np.isfinite(values)):
-    bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+def _check_finite(values: np.ndarray, bad: int, what: str) -> None:
+  if bad:
     raise NonFiniteKernelError(
         f"{what}: {bad} of {values.size} entries are NaN or inf. Check that the activation "
         f"is smooth enough for the operators and that the inputs are in range.")
@@ -132,8 +155,8 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   def evaluate(x1, x2=None):
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
-    values = _tiled(fn, a, b, int(tile))
-    _check_finite(values, f"T_x S_x' K with T = {T}, S = {S}")
+    values, bad = _tiled(fn, a, b, int(tile))
+    _check_finite(values, bad, f"T_x S_x' K with T = {T}, S = {S}")
     return jnp.asarray(values)
   return evaluate
 
@@ -219,6 +242,8 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
       except NonFiniteKernelError as err:
         raise NonFiniteKernelError(f"block ({a.name!r}, {b.name!r}): {err}") from None
       block = np.asarray(block)
+      if i == j:  # T_x T_x' K(X, X) is symmetric only up to rounding (jvp nesting order)
+        block = (block + block.T) / 2
       out[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = block
       out[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = block.T
   return BlockGram(jnp.asarray(out), tuple(c.name for c in chans),

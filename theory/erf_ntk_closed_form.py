@@ -29,9 +29,10 @@ import sympy
 
 
 def input_symbols(d: int) -> Tuple[Tuple[sympy.Symbol, ...], Tuple[sympy.Symbol, ...]]:
-  """The symbols ``(x_0, .., x_{d-1})`` and ``(y_0, .., y_{d-1})`` of the two inputs."""
-  x = tuple(sympy.Symbol(f"x{i}", real=True) for i in range(d))
-  y = tuple(sympy.Symbol(f"y{i}", real=True) for i in range(d))
+  """The symbols ``(x_0, .., x_{d-1})`` and ``(y_0, .., y_{d-1})`` of the two inputs
+  (underscored, so they never clash with operator coordinate names)."""
+  x = tuple(sympy.Symbol(f"x_{i}", real=True) for i in range(d))
+  y = tuple(sympy.Symbol(f"y_{i}", real=True) for i in range(d))
   return x, y
 
 

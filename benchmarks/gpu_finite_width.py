@@ -1,0 +1,70 @@
+"""Finite-width cross-checks at GPU sizes: width sweep of the empirical operator NTK (OPK-2,
+up to width 8192) and training against infinite-width predictions (OPK-3).
+
+    python benchmarks/gpu_finite_width.py --out docs/gpu_results            # GPU sizes
+    python benchmarks/gpu_finite_width.py --quick --out /tmp/gpu_quick      # CPU smoke run
+
+Writes ``finite_width.json`` (device, versions, date, all numbers) and PNG plots into
+``--out``; the JSON is rewritten atomically after every stage, so an interrupted run
+keeps what it has. ``ntkpde verify --full`` can show stored GPU results from
+``docs/gpu_results/finite_width.json`` when no GPU is present (see docs/finite_width.md).
+"""
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import ntkpde  # noqa: E402
+from ntkpde import finite, reporting  # noqa: E402
+from verification.opk2 import B_STD, W_STD, poisson_channels  # noqa: E402
+from verification.opk3 import training_sweep  # noqa: E402
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
+  parser.add_argument("--out", default="docs/gpu_results", help="output folder")
+  args = parser.parse_args(argv)
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  if args.quick:
+    widths, seeds, train_widths, train_seeds, steps = [32, 64, 128], [0, 1], [32, 64, 128], [0], 20
+  else:
+    widths = [128, 256, 512, 1024, 2048, 4096, 8192]
+    seeds, train_widths, train_seeds, steps = list(range(16)), [128, 512, 2048, 8192], [0, 1, 2], 1000
+  record = {"device": reporting.device_description(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "quick": args.quick, "stages": {}}
+  path = out / "finite_width.json"
+  for depth in (1, 2):
+    start = time.perf_counter()
+    print(f"[width sweep] depth {depth}, widths {widths}, {len(seeds)} seeds", flush=True)
+    res = finite.width_sweep(lambda w: ntkpde.mlp(depth, w, "erf", W_STD, B_STD), poisson_channels(),
+                             widths, seeds, batch_size=8, log=lambda m: print("   ", m, flush=True))
+    record["stages"][f"OPK-2 depth {depth}"] = {
+        "widths": widths, "errors": res["errors"], "rms": res["rms"], "slope": res["slope"],
+        "bootstrap_slope_std": res["bootstrap_slope_std"], "seconds": time.perf_counter() - start}
+    reporting.write_json_atomic(path, record)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.loglog(widths, res["rms"], "o-", label=f"slope {res['slope']:.3f}")
+    ax.set_xlabel("width")
+    ax.set_ylabel("rms relative Frobenius error")
+    ax.legend()
+    fig.savefig(out / f"opk2_depth{depth}.png", dpi=120)
+    plt.close(fig)
+  start = time.perf_counter()
+  print(f"[training] widths {train_widths}, {steps} steps", flush=True)
+  sweep, _, eta = training_sweep(train_widths, train_seeds, steps, log=lambda m: print("   ", m, flush=True))
+  record["stages"]["OPK-3"] = {"widths": train_widths, "eta": eta, "steps": steps,
+                               **{k: v for k, v in sweep.items()},
+                               "seconds": time.perf_counter() - start}
+  reporting.write_json_atomic(path, record)
+  print(f"results: {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""Speed of ``ntkpde.operator_kernel`` for ``Lap_x Lap_x' Theta`` against two baselines.
+
+Kernel: depth-2 erf NTK (``ntkpde.mlp(2, activation="erf")``), d = 2, float64,
+points uniform in [-1, 1]^2. In one process, for each N, times (median of
+repeats after a first call whose time, compilation included, is reported; the
+methods take turns so that all see the same load; wall and process CPU time):
+
+* ``operator_kernel``: ``ntkpde.operator_kernel(kernel_fn, Lap)(X, X)``;
+* ``plain``: the jitted plain kernel ``kernel_fn(X, X, "ntk")``;
+* ``naive``: per-pair nested autodiff, ``tr H_x tr H_x' k(x, x')`` with
+  ``jax.hessian`` of the scalar kernel, vmapped over pairs and jitted. Its
+  intermediates for all N^2 pairs at once need ~8 GB at N = 1024, so it runs
+  on ``--naive-chunk`` pairs per call (same compiled function for every chunk);
+  it is measured only for N <= ``--naive-max`` (nothing is extrapolated).
+
+and reports the ratios and the agreement ``max|A - B| / max|B|``. ``--large N``
+runs one ``operator_kernel`` evaluation at that N in a child process and reports
+its peak resident memory (``resource.getrusage``). Results go to stdout (a
+Markdown table) and, after every N, atomically to ``--json``.
+
+  .venv/bin/python benchmarks/operator_kernel_speed.py --json /tmp/ok_speed.json
+  .venv/bin/python benchmarks/operator_kernel_speed.py --large 16384
+  .venv/bin/python benchmarks/operator_kernel_speed.py --gpu-sizes   # on a GPU
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import ntkpde  # first: enables float64
+import jax
+import jax.numpy as jnp
+from ntkpde import reporting
+from ntkpde._compat import import_neural_tangents
+
+DEFAULT_SIZES = (256, 512, 1024, 2048, 4096)
+GPU_SIZES = (256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+def setup():
+  kernel_fn = ntkpde.mlp(2, activation="erf").kernel_fn
+  lap = ntkpde.operators.parse("u_xx + u_yy", ("x", "y"))
+  return kernel_fn, lap
+
+
+def points(n):
+  return np.random.default_rng(0).uniform(-1.0, 1.0, (n, 2))
+
+
+def naive_laplap(kernel_fn, chunk):
+  """``(x1, x2) -> Lap_x Lap_x' k`` pair by pair: ``jax.hessian`` twice, vmapped."""
+  def k(x, xp):
+    return kernel_fn(x[None], xp[None], "ntk")[0, 0]
+
+  def lap_xp(x, xp):
+    return jnp.trace(jax.hessian(k, argnums=1)(x, xp))
+
+  def laplap(x, xp):
+    return jnp.trace(jax.hessian(lap_xp, argnums=0)(x, xp))
+  pairs = jax.jit(jax.vmap(laplap))
+
+  def evaluate(x1, x2):
+    i, j = np.divmod(np.arange(len(x1) * len(x2)), len(x2))
+    pad = -len(i) % chunk
+    i, j = np.pad(i, (0, pad)), np.pad(j, (0, pad))
+    out = [pairs(x1[i[s:s + chunk]], x2[j[s:s + chunk]]) for s in range(0, len(i), chunk)]
+    return jnp.concatenate(out)[:len(x1) * len(x2)].reshape(len(x1), len(x2))
+  return evaluate
+
+
+def _clock(fn, *args):
+  """(wall seconds, this process's CPU seconds, result) of one call."""
+  wall, cpu = time.perf_counter(), time.process_time()
+  result = jax.block_until_ready(fn(*args))
+  return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def timed_interleaved(methods, args, repeats):
+  """``methods``: name -> (fn, number of repeats). Each is called once (first
+  call: compilation included), then the methods take turns, so that all see the
+  same load of a shared machine. Returns name -> (first wall s, median wall s,
+  median CPU s, result)."""
+  first, results, walls, cpus = {}, {}, {}, {}
+  for name, (fn, _) in methods.items():
+    print(f"  {name}: first call ...", flush=True)
+    first[name], _, results[name] = _clock(fn, *args)
+    walls[name], cpus[name] = [], []
+  for r in range(repeats):
+    for name, (fn, count) in methods.items():
+      if r < count:
+        wall, cpu, _ = _clock(fn, *args)
+        walls[name].append(wall)
+        cpus[name].append(cpu)
+  return {name: (first[name], float(np.median(walls[name])), float(np.median(cpus[name])),
+                 results[name]) for name in methods}
+
+
+def rel_diff(a, b):
+  a, b = np.asarray(a), np.asarray(b)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def machine():
+  model = "unknown"
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  nt = import_neural_tangents()
+  return {
+      "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "device": reporting.device_description(),
+      "cpu_model": model, "cpu_cores": os.cpu_count(),
+      "load_average_at_start": os.getloadavg(),
+      "python": platform.python_version(), "jax": jax.__version__,
+      "jaxlib": __import__("jaxlib").__version__,
+      "neural_tangents": getattr(nt, "__version__", "0.6.5"), "numpy": np.__version__,
+  }
+
+
+def large_run(n, tile):
+  """Child process: one operator_kernel evaluation at ``n``; prints JSON."""
+  kernel_fn, lap = setup()
+  x = points(n)
+  small = points(8)
+  op = ntkpde.operator_kernel(kernel_fn, lap, tile=tile)
+  plain = jax.jit(lambda a, b: kernel_fn(a, b, "ntk"))
+  # Compile on small / tile-sized inputs first, so the peak below is the big call's.
+  op(points(min(n, tile)))
+  jax.block_until_ready(plain(small, small))
+  rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  with open("/proc/self/statm") as f:
+    rss_now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  t0 = time.perf_counter()
+  values = op(x)
+  seconds = time.perf_counter() - t0
+  rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  print(json.dumps({"n": n, "tile": tile, "operator_kernel_s": seconds,
+                    "peak_rss_bytes": rss_peak, "peak_rss_before_bytes": rss_before,
+                    "rss_before_bytes": rss_now,
+                    "output_bytes": int(np.asarray(values).nbytes),
+                    "all_finite": bool(np.all(np.isfinite(np.asarray(values))))}))
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
+  parser.add_argument("--gpu-sizes", action="store_true", help=f"sizes {GPU_SIZES}")
+  parser.add_argument("--naive-max", type=int, default=1024)
+  parser.add_argument("--naive-chunk", type=int, default=65536)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--naive-repeats", type=int, default=3)
+  parser.add_argument("--tile", type=int, default=ntkpde.operator_kernels.DEFAULT_TILE)
+  parser.add_argument("--large", type=int, default=None, metavar="N",
+                      help="also one evaluation at N (e.g. 16384), with peak RSS, in a child "
+                           "process")
+  parser.add_argument("--json", default=None, metavar="PATH")
+  parser.add_argument("--child-large", type=int, default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.child_large:
+    large_run(args.child_large, args.tile)
+    return 0
+  sizes = GPU_SIZES if args.gpu_sizes else tuple(args.sizes)
+  report = {"machine": machine(), "tile": args.tile, "naive_chunk": args.naive_chunk, "rows": []}
+  print(json.dumps(report["machine"]), flush=True)
+  kernel_fn, lap = setup()
+  op = ntkpde.operator_kernel(kernel_fn, lap, tile=args.tile)
+  plain = jax.jit(lambda a, b: kernel_fn(a, b, "ntk"))
+  naive = naive_laplap(kernel_fn, args.naive_chunk)
+  for n in sizes:
+    x = points(n)
+    row = {"n": n}
+    methods = {"plain": (plain, args.repeats), "op": (op, args.repeats)}
+    if n <= args.naive_max:
+      methods["naive"] = (naive, args.naive_repeats)
+    print(f"[N={n}] timing {', '.join(methods)} (interleaved) ...", flush=True)
+    timings = timed_interleaved(methods, (x, x), args.repeats)
+    for name, (first, wall, cpu, _) in timings.items():
+      row[f"{name}_first_s"], row[f"{name}_s"], row[f"{name}_cpu_s"] = first, wall, cpu
+    row["op_over_plain"] = row["op_s"] / row["plain_s"]
+    row["op_over_plain_cpu"] = row["op_cpu_s"] / row["plain_cpu_s"]
+    if "naive" in timings:
+      row["naive_over_op"] = row["naive_s"] / row["op_s"]
+      row["naive_over_op_cpu"] = row["naive_cpu_s"] / row["op_cpu_s"]
+      row["op_vs_naive_rel_diff"] = rel_diff(timings["op"][3], timings["naive"][3])
+    print(f"[N={n}] {json.dumps(row)}", flush=True)
+    report["rows"].append(row)
+    if args.json:
+      reporting.write_json_atomic(args.json, report)
+  if args.large:
+    print(f"[N={args.large}] operator_kernel in a child process ...", flush=True)
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-large",
+                            str(args.large), "--tile", str(args.tile)],
+                           capture_output=True, text=True, check=True)
+    report["large"] = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"[N={args.large}] {json.dumps(report['large'])}", flush=True)
+  report["machine"]["load_average_at_end"] = os.getloadavg()
+  if args.json:
+    reporting.write_json_atomic(args.json, report)
+  print(markdown(report))
+  return 0
+
+
+def markdown(report):
+  lines = ["| N | operator_kernel s (CPU s) | plain s (CPU s) | naive per-pair s (CPU s) "
+           "| op / plain: wall (CPU) | naive / op: wall (CPU) | first call op / plain / naive s "
+           "| max rel. diff op vs naive |",
+           "|---|---|---|---|---|---|---|---|"]
+  for r in report["rows"]:
+    if "naive_s" in r:
+      naive = f"{r['naive_s']:.3g} ({r['naive_cpu_s']:.3g})"
+      ratio = f"{r['naive_over_op']:.0f} ({r['naive_over_op_cpu']:.0f})"
+      first, diff = f"{r['naive_first_s']:.1f}", f"{r['op_vs_naive_rel_diff']:.1e}"
+    else:
+      naive, ratio, first, diff = "not run", "-", "-", "-"
+    lines.append(f"| {r['n']} | {r['op_s']:.3g} ({r['op_cpu_s']:.3g}) | {r['plain_s']:.3g} "
+                 f"({r['plain_cpu_s']:.3g}) | {naive} | {r['op_over_plain']:.2f} "
+                 f"({r['op_over_plain_cpu']:.2f}) | {ratio} | {r['op_first_s']:.2f} / "
+                 f"{r['plain_first_s']:.2f} / {first} | {diff} |")
+  if "large" in report:
+    g = report["large"]
+    lines.append(f"\nN = {g['n']}: operator_kernel {g['operator_kernel_s']:.1f} s "
+                 f"(tile {g['tile']}), "
+                 f"peak RSS {g['peak_rss_bytes'] / 2**30:.2f} GiB (output matrix "
+                 f"{g['output_bytes'] / 2**30:.2f} GiB; before the call: RSS "
+                 f"{g['rss_before_bytes'] / 2**30:.2f} GiB, peak so far (compilation) "
+                 f"{g['peak_rss_before_bytes'] / 2**30:.2f} GiB), all finite: {g['all_finite']}.")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,226 @@
+"""Finite-width operator NTKs: the empirical counterparts of :mod:`ntkpde.operator_kernels`.
+
+For a network ``u(x; theta)`` and linear operators ``T``, ``S`` the empirical
+operator NTK is
+
+    Theta_hat_{T,S}(x, x') = < d_theta (T u)(x; theta), d_theta (S u)(x'; theta) >,      (1)
+
+the Gram matrix of the parameter Jacobians of the operator-applied network
+(Wang, Yu & Perdikaris 2022, eq. (4.6) at finite width; Hirsch & Pichi eq. (3):
+``K(theta) = grad R^T grad R``). In the NTK parameterisation it converges to the
+analytic ``T_x S_x' Theta`` of :func:`ntkpde.operator_kernel` as the width grows, with
+fluctuations of order ``width^(-1/2)`` (Jacot et al. 2018; claim OPK-2).
+
+``T u`` is formed by the operator itself (``T(f)``, nested forward-mode ``jvp`` in
+``x``); the Jacobian in ``theta`` is reverse mode. ``apply_fn`` must be row-local
+(row ``i`` of the output depends only on row ``i`` of the input, as for every stax
+MLP), so one ``jvp`` differentiates a whole batch of points. Matrices are assembled
+from ``batch_size x batch_size`` tiles of one compiled shape, so memory is bounded by
+``2 * batch_size * n_params`` Jacobian entries, not by the number of points.
+"""
+import functools
+from typing import Callable, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkpde.operator_kernels import (BlockGram, _check_finite, _check_points, _tiled,
+                                     as_channels, gram)
+from ntkpde.operators import LinearOperator
+
+DEFAULT_BATCH = 64
+
+
+def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
+  """``(params, X) -> (T u)(X; params)``, shape ``(n,)``, for a scalar row-local network."""
+  def tu(params, x):
+    return T(lambda z: apply_fn(params, z)[:, 0])(x)
+  return tu
+
+
+def _flat_jacobian(tu: Callable, params, x) -> jax.Array:
+  """``d (T u)(x_i) / d theta`` as an ``(n, n_params)`` matrix (leaves concatenated)."""
+  jac = jax.jacrev(tu)(params, x)
+  return jnp.concatenate([leaf.reshape(x.shape[0], -1)
+                          for leaf in jax.tree_util.tree_leaves(jac)], axis=1)
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled_block(apply_fn: Callable, T: LinearOperator, S: LinearOperator) -> Callable:
+  tu, su = operator_applied(apply_fn, T), operator_applied(apply_fn, S)
+
+  def block(params, x1, x2):
+    return _flat_jacobian(tu, params, x1) @ _flat_jacobian(su, params, x2).T
+  return jax.jit(block)
+
+
+def _check_scalar_network(apply_fn: Callable, params, dim: int) -> None:
+  try:
+    shape = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((2, dim), jnp.float64)).shape
+  except Exception as err:  # noqa: BLE001 -- re-raised with the fix
+    raise ValueError(f"apply_fn(params, x) failed on inputs of shape (n, {dim}): {err}. Pass the "
+                     f"params from init_fn(key, (-1, {dim})).") from err
+  if shape != (2, 1):
+    raise ValueError(f"the operator NTK needs a scalar network: apply_fn must return shape (n, 1), "
+                     f"got {shape[1:]} per batch; build it with out_dim=1.")
+
+
+def _check_operator(op, name: str) -> None:
+  if not isinstance(op, LinearOperator):
+    raise TypeError(f"{name} must be an ntkpde.operators.LinearOperator, got "
+                    f"{type(op).__name__}; build one with ntkpde.operators.parse.")
+
+
+def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
+                           S: Optional[LinearOperator] = None,
+                           batch_size: int = DEFAULT_BATCH) -> Callable:
+  """Returns ``(x1, x2=None) -> Theta_hat_{T,S}(x1, x2)``, an ``(n1, n2)`` array, eq. (1).
+
+  ``apply_fn(params, x)`` is a scalar (``out_dim=1``), row-local network such as
+  ``ntkpde.mlp(...).apply_fn`` with ``params`` from its ``init_fn``; ``S`` defaults to
+  ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. Work is done in
+  ``batch_size``-point tiles (memory ``~ 2 batch_size n_params`` floats). Raises
+  ``TypeError``/``ValueError`` for bad operators, inputs or a non-scalar network (before
+  any work) and ``NonFiniteKernelError`` for NaN/inf.
+  """
+  S = T if S is None else S
+  _check_operator(T, "T")
+  _check_operator(S, "S")
+  if T.coords != S.coords:
+    raise ValueError(f"T and S act on different coordinates: {T.coords} vs {S.coords}.")
+  if int(batch_size) < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  _check_scalar_network(apply_fn, params, T.dim)
+  block = _compiled_block(apply_fn, T, S)
+
+  def evaluate(x1, x2=None):
+    a = _check_points(x1, T, "x1")
+    b = a if x2 is None else _check_points(x2, S, "x2")
+    values, bad = _tiled(lambda u, v: block(params, u, v), a, b, int(batch_size))
+    _check_finite(values, bad, f"empirical T_x S_x' Theta with T = {T}, S = {S}")
+    return jnp.asarray(values)
+  return evaluate
+
+
+def empirical_gram(apply_fn: Callable, params, channels: Sequence,
+                   batch_size: int = DEFAULT_BATCH) -> BlockGram:
+  """The empirical block Gram matrix ``[Theta_hat_{T_a,T_b}(X_a, X_b)]_{a,b}``: the finite-width
+  counterpart of :func:`ntkpde.gram` over the same ``channels`` ``[(name, operator, X), ...]``.
+  Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``)."""
+  chans = as_channels(channels)
+  _check_scalar_network(apply_fn, params, chans[0].operator.dim)
+  n = sum(len(c.points) for c in chans)
+  out = np.empty((n, n))
+  starts = np.cumsum([0] + [len(c.points) for c in chans])
+  for i, a in enumerate(chans):
+    for j in range(i, len(chans)):
+      b = chans[j]
+      block = np.asarray(empirical_operator_ntk(apply_fn, params, a.operator, b.operator,
+                                                batch_size)(a.points, b.points))
+      out[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = block
+      out[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = block.T
+  return BlockGram(jnp.asarray(out), tuple(c.name for c in chans),
+                   {c.name: len(c.points) for c in chans})
+
+
+def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> Callable:
+  """``params -> r(params)``: the stacked residuals ``T_c u(X_c; params) - y_c`` of all
+  channels, shape ``(n,)`` (``targets``: one ``(n_c,)`` array per channel, default 0)."""
+  chans = as_channels(channels)
+  if targets is None:
+    ys = [np.zeros(len(c.points)) for c in chans]
+  else:
+    ys = list(targets)
+    if len(ys) != len(chans):
+      raise ValueError(f"targets must hold one array per channel ({[c.name for c in chans]}), "
+                       f"got {len(ys)}.")
+    for c, y in zip(chans, ys):
+      if np.shape(y) != (len(c.points),) or not np.all(np.isfinite(y)):
+        raise ValueError(f"targets of channel {c.name!r} must be finite with shape "
+                         f"({len(c.points)},), got shape {np.shape(y)}.")
+  pieces = [(operator_applied(apply_fn, c.operator), jnp.asarray(c.points),
+             jnp.asarray(y, dtype=jnp.float64)) for c, y in zip(chans, ys)]
+
+  def residuals(params):
+    return jnp.concatenate([tu(params, x) - y for tu, x, y in pieces])
+  return residuals
+
+
+def jacobian_matrix(fn: Callable, params) -> jax.Array:
+  """``d fn(params) / d theta`` as an ``(n, n_params)`` matrix, for ``fn: params -> (n,)``
+  (e.g. :func:`residual_fn`); ``K(theta) = J J^T`` is the NTK of Hirsch & Pichi eq. (3)."""
+  jac = jax.jacrev(fn)(params)
+  n = jax.eval_shape(fn, params).shape[0]
+  return jnp.concatenate([leaf.reshape(n, -1) for leaf in jax.tree_util.tree_leaves(jac)], axis=1)
+
+
+def relative_frobenius_error(estimate, reference) -> float:
+  """``||estimate - reference||_F / ||reference||_F``."""
+  estimate, reference = np.asarray(estimate), np.asarray(reference)
+  if estimate.shape != reference.shape:
+    raise ValueError(f"shapes differ: {estimate.shape} vs {reference.shape}.")
+  norm = np.linalg.norm(reference)
+  if not norm > 0:
+    raise ValueError("the reference matrix is zero; a relative error is undefined.")
+  return float(np.linalg.norm(estimate - reference) / norm)
+
+
+def loglog_slope(x, y) -> Tuple[float, float, float]:
+  """Least-squares fit ``log y = slope * log x + c``: returns ``(slope, c, stderr)`` with the
+  standard error of the slope from the residuals (``nan`` with only two distinct ``x``)."""
+  lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+  if lx.shape != ly.shape or lx.size < 2 or np.ptp(lx) == 0:
+    raise ValueError("loglog_slope needs at least two distinct x and one y per x.")
+  if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly))):
+    raise ValueError("loglog_slope needs positive finite x and y.")
+  A = np.stack([lx, np.ones_like(lx)], axis=1)
+  (slope, c), *_ = np.linalg.lstsq(A, ly, rcond=None)
+  dof = lx.size - 2
+  if dof <= 0:
+    return float(slope), float(c), float("nan")
+  s2 = np.sum((ly - A @ np.array([slope, c])) ** 2) / dof
+  return float(slope), float(c), float(np.sqrt(s2 / np.sum((lx - lx.mean()) ** 2)))
+
+
+def width_sweep(network_fn: Callable, channels: Sequence, widths: Sequence[int],
+                seeds: Sequence[int], batch_size: int = DEFAULT_BATCH,
+                log: Callable[[str], None] = None) -> dict:
+  """Monte Carlo over initialisations and widths of the empirical block Gram's error.
+
+  ``network_fn(width)`` returns an :class:`ntkpde.Network` (e.g.
+  ``lambda w: ntkpde.mlp(2, w)``); its ``kernel_fn`` (width-independent) gives the
+  analytic block Gram ``K`` of ``channels``. For every width and seed the empirical
+  ``K_hat`` (:func:`empirical_gram`) is compared by ``e = ||K_hat - K||_F / ||K||_F``.
+  Fluctuations of the NTK at initialisation are ``O(width^-1/2)`` (claim OPK-2), so
+  ``rms_s e ~ C width^slope`` with ``slope = -1/2``. Returns a dict with ``widths``,
+  ``seeds``, ``errors`` (``(n_widths, n_seeds)``), ``rms``, ``slope`` (fit of the rms),
+  ``slope_stderr`` (regression), ``seed_slopes`` (one fit per seed) and
+  ``bootstrap_slope_std`` (resampling seeds; 200 resamples with a fixed generator).
+  """
+  widths = [int(w) for w in widths]
+  seeds = [int(s) for s in seeds]
+  if len(widths) < 2 or min(widths) < 1 or not seeds:
+    raise ValueError(f"need >= 2 positive widths and >= 1 seed, got widths={widths}, seeds={seeds}.")
+  chans = as_channels(channels)
+  dim = chans[0].operator.dim
+  log = log or (lambda message: None)
+  analytic = np.asarray(gram(network_fn(widths[0]).kernel_fn, chans).matrix)
+  errors = np.empty((len(widths), len(seeds)))
+  for i, width in enumerate(widths):
+    net = network_fn(width)
+    for j, seed in enumerate(seeds):
+      _, params = net.init_fn(jax.random.PRNGKey(seed), (-1, dim))
+      K = np.asarray(empirical_gram(net.apply_fn, params, chans, batch_size).matrix)
+      errors[i, j] = relative_frobenius_error(K, analytic)
+    log(f"width {width}: relative Frobenius error {errors[i].mean():.4f} "
+        f"(seeds: {', '.join(f'{e:.4f}' for e in errors[i])})")
+  rms = np.sqrt(np.mean(errors ** 2, axis=1))
+  slope, _, stderr = loglog_slope(widths, rms)
+  rng = np.random.default_rng(0)
+  boot = [loglog_slope(widths, np.sqrt(np.mean(errors[:, rng.integers(0, len(seeds), len(seeds))] ** 2,
+                                               axis=1)))[0] for _ in range(200)]
+  return {"widths": widths, "seeds": seeds, "errors": errors, "rms": rms, "slope": slope,
+          "slope_stderr": stderr,
+          "seed_slopes": [loglog_slope(widths, errors[:, j])[0] for j in range(len(seeds))],
+          "bootstrap_slope_std": float(np.std(boot))}

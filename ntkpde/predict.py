@@ -1,0 +1,535 @@
+"""Closed-form infinite-width training dynamics of physics-informed networks.
+
+Linearised gradient flow (Jacot et al. 2018; Lee et al. 2019) on the weighted
+physics loss ``L = 1/(2n) r^T A r`` (``A = diag(w)`` for per-channel weights;
+neural-tangents' ``1/n`` normalisation, n = number of residuals) moves the
+residuals ``r = T u(X) - f`` of all channels as
+
+    dr/dt = -(eta / n) K A r,        K = [T_a,x T_b,x' Theta(X_a, X_b)]_{a,b},     (1)
+
+with ``K`` the block operator NTK (:func:`ntkpde.gram`). :func:`residual_flow`
+solves (1) and its gradient-descent recursion ``r_{k+1} = (I - eta' K A) r_k``
+from one factorisation; :func:`gradient_descent_mse_ensemble` gives the mean and
+covariance of ``T_test u_t(x_test)`` over the infinite ensemble, as
+``neural_tangents.predict.gradient_descent_mse_ensemble`` does for plain regression.
+
+Factorisations. If ``A`` is symmetric positive semi-definite, ``A = B^2`` with
+``B = A^{1/2}`` and ``K A = B^{-1} S B`` with the symmetric ``S = c B K B = U diag(l) U^T``
+(``c`` the learning rate), so ``exp(-c K A t) = B^{-1} U e^{-l t} U^T B`` from one
+``eigh``. When ``B`` is singular (a zero weight) the same series gives
+``exp(-c K A t) = I - c K B U diag(phi(l, t)) U^T B`` with ``phi(l, t) = (1 - e^{-l t}) / l``
+(``= t`` at ``l = 0``), because ``A (K A)^k = B S^k B / c^k``. Otherwise (non-symmetric
+or indefinite ``A``) ``K A = V diag(l) V^{-1}`` by ``eig`` when ``V`` is well
+conditioned, else ``scipy.linalg.expm`` per time.
+
+Linear algebra runs in NumPy/SciPy float64 (LAPACK ``eigh``, ``eig``, ``pocon``, ``expm``);
+kernels come from JAX.
+"""
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import scipy.linalg
+
+from ntkpde import operators
+from ntkpde.operator_kernels import BlockGram, as_channels, gram, operator_kernel
+from ntkpde.weights import RULES, Weights, per_residual
+
+EPS = np.finfo(np.float64).eps
+# eig route: the error of V f(l) V^{-1} r is about eps * cond(V) relative; above this
+# condition number (error > ~1e-8) the flow falls back to expm.
+MAX_EIGVEC_COND = 1e7
+# Symmetric route with an invertible square root B: the error of B^{-1}(...)B r is about
+# eps * cond(B); above this we use the phi form instead, whose error is eps * ||r0||.
+MAX_SQRT_COND = 1e6
+GETS = ("ntk", "nngp")
+
+
+def _as_times(t, what: str = "t") -> np.ndarray:
+  arr = np.asarray(t, dtype=np.float64)
+  if arr.ndim > 1:
+    raise ValueError(f"{what} must be a scalar or a 1-D array, got shape {arr.shape}.")
+  if np.any(np.isnan(arr)) or np.any(arr < 0):
+    raise ValueError(f"{what} must be >= 0 (inf allowed), got {t!r}.")
+  return arr
+
+
+def _check_square(K, name: str = "K") -> np.ndarray:
+  K = np.asarray(K, dtype=np.float64)
+  if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
+    raise ValueError(f"{name} must be a non-empty square matrix, got shape {K.shape}.")
+  if not np.all(np.isfinite(K)):
+    raise ValueError(f"{name} has NaN or inf entries.")
+  return K
+
+
+def _check_weights(weights, n: int) -> np.ndarray:
+  if weights is None:
+    return np.ones(n)
+  A = np.asarray(weights, dtype=np.float64)
+  if A.shape not in ((n,), (n, n)):
+    raise ValueError(f"weights must be a vector ({n},) or a matrix ({n}, {n}); got {A.shape}.")
+  if not np.all(np.isfinite(A)):
+    raise ValueError("weights have NaN or inf entries.")
+  return A
+
+
+def _tolerance(lam: np.ndarray) -> float:
+  """Eigenvalues of ``c K A`` below this (``n eps lambda_max``) are zero to working precision."""
+  return len(lam) * EPS * float(np.abs(lam).max(initial=0.0))
+
+
+def _exp_fns(t: np.ndarray, tol: float):
+  """``h(l) = exp(-l t)`` and ``g(l) = (1 - h(l)) / l`` over times ``t`` (shape ``(n_t, n)``).
+
+  ``g`` is ``t`` at ``l = 0`` (series ``t (1 - l t / 2)`` where ``|l t| < 1e-8``, error
+  ``(l t)^2 / 6 < 1e-16``). At ``t = inf``: ``h = 1`` and ``g = 0`` on modes with
+  ``|l| <= tol`` (they do not move), ``h = 0`` and ``g = 1 / l`` on the others."""
+  finite = np.isfinite(t)[:, None]
+  tt = np.where(finite, t[:, None], 0.0)
+
+  def h(lam):
+    inf_value = np.where(np.abs(lam) <= tol, 1.0, 0.0)[None, :]
+    return np.where(finite, np.exp(-lam[None, :] * tt), inf_value)
+
+  def g(lam):
+    lam2 = lam[None, :]
+    x = lam2 * tt
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+      direct = -np.expm1(-x) / lam2
+      inf_value = np.where(np.abs(lam2) <= tol, 0.0, 1.0 / lam2)
+    series = tt * (1 - x / 2)
+    return np.where(finite, np.where(np.abs(x) < 1e-8, series, direct), inf_value)
+  return h, g
+
+
+def _power_fns(k: np.ndarray):
+  """``h(l) = (1 - l)^k`` and ``g(l) = (1 - h(l)) / l = sum_{j<k} (1 - l)^j`` (``k`` at ``l = 0``;
+  ``-expm1(k log1p(-l)) / l`` for ``|l| < 1/2`` keeps small eigenvalues accurate)."""
+  kk = k[:, None].astype(np.float64)
+
+  def h(lam):
+    return (1 - lam[None, :]) ** kk
+
+  def g(lam):
+    lam2 = lam[None, :]
+    small = np.abs(lam2) < 0.5
+    safe = np.where(small, lam2, 0.25)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      accurate = np.where(lam2 == 0, kk, -np.expm1(kk * np.log1p(-safe)) / np.where(lam2 == 0, 1, safe))
+      direct = (1 - (1 - lam2) ** kk) / np.where(small, 1, lam2)
+    return np.where(small, accurate, direct)
+  return h, g
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Decomposition:
+  """One factorisation of ``M = c K A`` (see the module docstring for the routes)."""
+  method: str               # "eigh", "eigh-phi", "eig" or "expm"
+  K: np.ndarray
+  A: np.ndarray             # as given: vector (diagonal) or matrix
+  c: float
+  lam: np.ndarray           # eigenvalues of M (real on the symmetric routes)
+  U: Optional[np.ndarray] = None       # eigenvectors: of S (eigh routes) or of M (eig)
+  U_inv: Optional[np.ndarray] = None   # U^{-1} (eig route)
+  B: Optional[np.ndarray] = None       # A^{1/2}, vector or matrix (eigh routes)
+  B_inv: Optional[np.ndarray] = None   # A^{-1/2} ("eigh" route)
+
+  @property
+  def n(self) -> int:
+    return len(self.K)
+
+  @property
+  def M(self) -> np.ndarray:
+    return self.c * (self.K * self.A[None, :] if self.A.ndim == 1 else self.K @ self.A)
+
+  @staticmethod
+  def _left(D: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``diag(D) x`` or ``D x``."""
+    return D[:, None] * x if D.ndim == 1 else D @ x
+
+  def propagate(self, h, g, r0: np.ndarray) -> np.ndarray:
+    """``h(M) r0`` for spectral functions ``h`` (with ``h(0) = 1``) and ``g = (1 - h) / l``;
+    returns ``(n_t, n)``."""
+    if self.method == "eigh":      # B^{-1} U h U^T B r0
+      coeff = self.U.T @ self._left(self.B, r0[:, None])[:, 0]
+      z = (h(self.lam) * coeff[None, :]) @ self.U.T
+      return self._left(self.B_inv, z.T).T
+    if self.method == "eigh-phi":  # r0 - K B U g U^T B r0 (c inside l)
+      coeff = self.U.T @ self._left(self.B, r0[:, None])[:, 0]
+      z = self.U @ (g(self.lam) * coeff[None, :]).T
+      return r0[None, :] - (self.c * self.K @ self._left(self.B, z)).T
+    if self.method == "eig":       # V h V^{-1} r0
+      coeff = self.U_inv @ r0
+      return np.real((h(self.lam) * coeff[None, :]) @ self.U.T)
+    raise AssertionError(self.method)
+
+  def gain_factors(self):
+    """``(left, right)`` with ``G(t) = c A int_0^t exp(-c K A s) ds = left diag(g(l, t)) right``,
+    ``g`` of :func:`_exp_fns`."""
+    if self.method in ("eigh", "eigh-phi"):
+      left = self.c * self._left(self.B, self.U)
+      return left, left.T / self.c
+    if self.method == "eig":
+      return self.c * self._left(self.A, self.U), self.U_inv
+    raise AssertionError(self.method)
+
+
+def _sqrt_psd(A: np.ndarray):
+  """``(A^{1/2}, A^{-1/2} or None)`` for a symmetric PSD matrix or a non-negative vector
+  (``A^{-1/2}`` only when ``cond(A^{1/2}) <= MAX_SQRT_COND``); ``None`` otherwise."""
+  if A.ndim == 1:
+    if np.any(A < 0):
+      return None
+    B = np.sqrt(A)
+    ok = np.all(A > 0) and np.sqrt(A.max() / A.min()) <= MAX_SQRT_COND
+    return B, (1 / B if ok else None)
+  scale = max(np.abs(A).max(), 1e-300)
+  if not np.allclose(A, A.T, rtol=0, atol=1e3 * EPS * scale):
+    return None
+  w, V = np.linalg.eigh((A + A.T) / 2)
+  if w.min() < -_tolerance(w):
+    return None
+  w = np.clip(w, 0, None)
+  B = (V * np.sqrt(w)) @ V.T
+  ok = w.min() > 0 and np.sqrt(w.max() / w.min()) <= MAX_SQRT_COND
+  return B, ((V / np.sqrt(np.where(w > 0, w, 1))) @ V.T if ok else None)
+
+
+def _decompose(K: np.ndarray, A: np.ndarray, c: float) -> _Decomposition:
+  root = _sqrt_psd(A)
+  if root is not None:
+    B, B_inv = root
+    BKB = (B[:, None] * K * B[None, :]) if B.ndim == 1 else B @ K @ B
+    lam, U = np.linalg.eigh(c * (BKB + BKB.T) / 2)
+    return _Decomposition("eigh" if B_inv is not None else "eigh-phi", K, A, c, lam, U, None,
+                          B, B_inv)
+  d = _Decomposition("expm", K, A, c, np.zeros(len(K)))
+  lam, V = scipy.linalg.eig(d.M)
+  cond = np.linalg.cond(V)
+  if np.isfinite(cond) and cond <= MAX_EIGVEC_COND:
+    return _Decomposition("eig", K, A, c, lam, V, np.linalg.inv(V))
+  return dataclasses.replace(d, lam=lam)
+
+
+class ResidualFlow:
+  """Solution of ``dr/dt = -c K A r``, ``r(0) = r0``, from one factorisation.
+
+  ``flow(t)`` gives ``r(t)`` for a scalar or 1-D array ``t`` (shape ``t.shape + (n,)``;
+  ``t = inf`` gives the limit: modes with eigenvalue 0 (to ``n eps lambda_max``) keep
+  their value, the others vanish; it exists when no eigenvalue of ``K A`` has a
+  negative real part). ``flow.steps(k)`` gives gradient descent
+  ``r_k = (I - c K A)^k r0``. Attributes: ``eigenvalues`` (of ``c K A``),
+  ``method`` (``"eigh"``, ``"eigh-phi"``, ``"eig"`` or ``"expm"``),
+  ``max_stable_learning_rate``.
+  """
+
+  def __init__(self, decomposition: _Decomposition, r0: np.ndarray):
+    self._d = decomposition
+    self.r0 = r0
+
+  @property
+  def method(self) -> str:
+    return self._d.method
+
+  @property
+  def eigenvalues(self) -> np.ndarray:
+    return self._d.lam
+
+  @property
+  def max_stable_learning_rate(self) -> float:
+    """The supremum of learning rates for which ``steps`` does not diverge: ``2 / lambda_max(K A)``
+    for symmetric PSD ``A`` (``|1 - c l| < 1``); in general ``min 2 Re(l) / |l|^2`` over the
+    non-zero eigenvalues ``l`` of ``K A`` (0 if one has a negative real part)."""
+    lam = self._d.lam / self._d.c
+    lam = lam[np.abs(lam) > _tolerance(lam)]
+    if lam.size == 0:
+      return np.inf
+    if np.any(np.real(lam) < 0):
+      return 0.0
+    return float(np.min(2 * np.real(lam) / np.abs(lam) ** 2))
+
+  def __call__(self, t) -> np.ndarray:
+    times = _as_times(t)
+    flat = np.atleast_1d(times)
+    d = self._d
+    if np.any(np.isinf(flat)):
+      if d.method == "expm":
+        raise ValueError("t = inf is not available when K A is not diagonalisable (expm route); "
+                         "use a large finite t.")
+      if np.any(np.real(d.lam) < -_tolerance(d.lam)):
+        raise ValueError(f"r(inf) does not exist: K A has eigenvalues with negative real part "
+                         f"(min {np.real(d.lam).min():.3e}); the flow diverges.")
+    if d.method == "expm":
+      out = np.stack([scipy.linalg.expm(-d.M * s) @ self.r0 for s in flat])
+    else:
+      out = d.propagate(*_exp_fns(flat, _tolerance(d.lam)), self.r0)
+    return out.reshape(times.shape + (d.n,))
+
+  def steps(self, k) -> np.ndarray:
+    """Gradient descent ``r_k = (I - c K A)^k r0`` for integers ``k >= 0`` (scalar or 1-D)."""
+    ks = np.asarray(k)
+    if not np.issubdtype(ks.dtype, np.integer) or np.any(ks < 0) or ks.ndim > 1:
+      raise ValueError(f"k must be non-negative integers (scalar or 1-D), got {k!r}.")
+    flat = np.atleast_1d(ks)
+    d = self._d
+    if d.method == "expm":
+      step = np.eye(d.n) - d.M
+      out = np.stack([np.linalg.matrix_power(step, int(j)) @ self.r0 for j in flat])
+    else:
+      out = d.propagate(*_power_fns(flat), self.r0)
+    return out.reshape(ks.shape + (d.n,))
+
+
+def residual_flow(K, r0, weights=None, learning_rate: float = 1.0) -> ResidualFlow:
+  """The residuals ``r(t)`` of ``dr/dt = -learning_rate * K A r``, ``r(0) = r0``.
+
+  ``K`` is an ``(n, n)`` kernel (e.g. ``gram(...).matrix``), ``weights`` is ``A``: a
+  vector (diagonal) or an ``(n, n)`` matrix (default: identity). No ``1/n`` is applied:
+  pass ``learning_rate = eta / n`` for the loss ``1/(2n) r^T A r`` with step ``eta``.
+  Symmetric PSD ``A``: one ``eigh`` of ``c A^{1/2} K A^{1/2}``; otherwise ``eig`` of
+  ``c K A`` with an eigenvector-condition check (``MAX_EIGVEC_COND``) and
+  ``scipy.linalg.expm`` as the fallback. Returns a :class:`ResidualFlow`.
+  """
+  K = _check_square(K)
+  n = len(K)
+  r0 = np.asarray(r0, dtype=np.float64)
+  if r0.shape != (n,):
+    raise ValueError(f"r0 must have shape ({n},) to match K, got {r0.shape}.")
+  if not np.all(np.isfinite(r0)):
+    raise ValueError("r0 has NaN or inf entries.")
+  A = _check_weights(weights, n)
+  if not (np.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
+  return ResidualFlow(_decompose(K, A, float(learning_rate)), r0)
+
+
+def _check_targets(targets, chans) -> np.ndarray:
+  if isinstance(targets, np.ndarray) and targets.ndim == 1 and len(chans) == 1:
+    targets = [targets]
+  targets = list(targets)
+  if len(targets) != len(chans):
+    raise ValueError(f"targets must hold one array per channel ({[c.name for c in chans]}), "
+                     f"got {len(targets)}.")
+  out = []
+  for ch, y in zip(chans, targets):
+    y = np.asarray(y, dtype=np.float64)
+    if y.shape != (len(ch.points),):
+      raise ValueError(f"targets of channel {ch.name!r} must have shape ({len(ch.points)},), "
+                       f"got {y.shape}.")
+    if not np.all(np.isfinite(y)):
+      raise ValueError(f"targets of channel {ch.name!r} have NaN or inf entries.")
+    out.append(y)
+  return np.concatenate(out)
+
+
+def _add_diagonal_regularizer(K: np.ndarray, diag_reg: float) -> np.ndarray:
+  """``K + diag_reg * Tr(K)/n * I``: neural-tangents' relative diagonal regulariser."""
+  return K + diag_reg * np.trace(K) / len(K) * np.eye(len(K))
+
+
+def _cho_factor_checked(K: np.ndarray, get: str):
+  """Cholesky factor of ``K``, or ``ValueError`` suggesting ``diag_reg`` when ``K`` is
+  singular to working precision (LAPACK ``pocon`` reciprocal condition below ``eps``)."""
+  hint = (f"The {get} Gram matrix of the training channels is singular to working precision, "
+          f"so the t = inf solve is meaningless. Pass diag_reg > 0 (relative to Tr(K)/n, e.g. "
+          f"diag_reg=1e-10) or evaluate at a finite t.")
+  try:
+    factor = scipy.linalg.cho_factor(K, lower=True)
+  except np.linalg.LinAlgError:
+    raise ValueError(hint + " (Cholesky failed: the matrix is not positive definite.)") from None
+  rcond, info = scipy.linalg.lapack.dpocon(factor[0], np.abs(K).sum(axis=0).max(), uplo="L")
+  if info != 0 or not rcond >= EPS:
+    raise ValueError(hint + f" (reciprocal condition number {rcond:.1e} < eps.)")
+  return factor
+
+
+def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targets: Sequence,
+                                  learning_rate: float = 1.0, weights: Weights = None,
+                                  diag_reg: float = 0.0) -> Callable:
+  """Mean and covariance of the infinite ensemble of PINNs trained on the weighted physics loss.
+
+  Setting: ``u(x; theta)`` with ``u_0 ~ GP(0, K)`` (NNGP prior) is trained by gradient
+  flow ``d theta/dt = -eta grad L`` on ``L = 1/(2n) sum_c w_c sum_{i in c} (T_c u(x_i) - y_i)^2``
+  (``channels`` as for :func:`ntkpde.gram`, ``targets`` one ``(n_c,)`` array per channel,
+  ``weights`` as in :func:`ntkpde.weights.per_residual`: ``A`` below). Linearised, with
+  ``Theta`` the block NTK of the channels (``K`` the block NNGP Gram),
+  ``Theta_tx = [T_test,x T_c,x' Theta(x_test, X_c)]_c`` and ``c = eta / n``:
+
+      G(t) = c A int_0^t exp(-c Theta A s) ds          (= Theta^{-1}(I - exp(-c Theta A t)) if A > 0)
+      mean(t) = Theta_tx G(t) y
+      cov(t)  = K_tt - P K_xt - K_tx P^T + P K P^T,    P = Theta_tx G(t),
+
+  which for one identity channel with ``A = I`` are neural-tangents' formulas
+  (``gradient_descent_mse_ensemble``, get="ntk"); ``get="nngp"`` uses the NNGP Gram in
+  place of ``Theta`` (readout-only training; the covariance then equals nt's
+  ``K_tt - K_tx K^{-1}(I - exp(-2 c K t)) K_xt``; with ``diag_reg`` the prior uses the
+  regularised Gram there, as nt does). ``G`` comes from one factorisation
+  (see the module docstring): for ``A = B^2`` symmetric PSD,
+  ``G(t) = c B U diag((1 - e^{-l t})/l) U^T B`` with ``c B Theta B = U diag(l) U^T``.
+  At ``t = inf`` (``t=None``) ``G = Theta_PP^{-1}`` on the channels of positive weight
+  (``Theta^{-1}`` for invertible matrix ``A``), computed by a Cholesky solve.
+
+  ``diag_reg`` adds ``diag_reg * Tr(Theta)/n * I`` to the training Gram (nt's relative
+  regulariser). Returns ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False,
+  test_operator=None)``: ``t`` a scalar or 1-D array of times in optimiser steps
+  (``None`` = inf), ``x_test`` ``(n_test, d)`` points (``None``: the training residual
+  points, with ``T_c`` on each channel), ``test_operator`` ``T_test`` (default: identity,
+  i.e. ``u`` itself). Returns the mean, shape ``t.shape + (n_test,)``, or
+  ``(mean, cov)`` with cov of shape ``t.shape + (n_test, n_test)``.
+  """
+  chans = as_channels(channels)
+  y = _check_targets(targets, chans)
+  sizes = {c.name: len(c.points) for c in chans}
+  n = len(y)
+  coords = chans[0].operator.coords
+  if not (np.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
+  if not (np.isfinite(diag_reg) and diag_reg >= 0):
+    raise ValueError(f"diag_reg must be a non-negative number, got {diag_reg!r}.")
+  if isinstance(weights, str) and weights not in RULES:
+    raise ValueError(f"unknown weight rule {weights!r}; rules are {sorted(RULES)}.")
+  grams, decompositions, resolved = {}, {}, {}
+
+  def train_gram(get):
+    if get not in grams:
+      grams[get] = np.asarray(gram(kernel_fn, chans, get).matrix)
+    return grams[get]
+
+  def weight_matrix():
+    if "A" not in resolved:
+      g = BlockGram(train_gram("ntk"), tuple(sizes), sizes) if isinstance(weights, str) else None
+      resolved["A"] = per_residual(weights, sizes, g)
+    return resolved["A"]
+
+  if not isinstance(weights, str):
+    weight_matrix()  # validates before any kernel work
+
+  def decomposition(get):
+    if get not in decompositions:
+      K = _add_diagonal_regularizer(train_gram(get), diag_reg)
+      decompositions[get] = _decompose(K, weight_matrix(), learning_rate / n)
+    return decompositions[get]
+
+  def prior(get):
+    # The NNGP prior of the training residuals. For get="nngp" neural-tangents uses the
+    # regularised Gram for the prior too (the flow kernel is the prior kernel); we match it.
+    return _add_diagonal_regularizer(train_gram("nngp"), diag_reg) if get == "nngp" else (
+        train_gram("nngp"))
+
+  def test_kernels(x_test, get, test_operator, compute_cov):
+    if x_test is None:
+      k_td = _add_diagonal_regularizer(train_gram(get), diag_reg)
+      return k_td, prior(get) if compute_cov else None, prior(get) if compute_cov else None
+    def cross(g):
+      return np.concatenate([np.asarray(operator_kernel(kernel_fn, test_operator, c.operator, g)(
+          x_test, c.points)) for c in chans], axis=1)
+    k_td = cross(get)
+    if not compute_cov:
+      return k_td, None, None
+    nngp_td = k_td if get == "nngp" else cross("nngp")
+    k_tt = np.asarray(operator_kernel(kernel_fn, test_operator, test_operator, "nngp")(x_test))
+    return k_td, nngp_td, k_tt
+
+  def at_infinity(get, k_td, nngp_td, k_tt):
+    K = _add_diagonal_regularizer(train_gram(get), diag_reg)
+    A = weight_matrix()
+    if A.ndim == 1:
+      if np.any(A < 0):
+        raise ValueError("t = inf needs non-negative weights (the flow diverges otherwise).")
+      keep = A > 0
+    else:
+      if np.linalg.cond(A) * n * EPS >= 1:
+        raise ValueError("t = inf with a singular weight matrix is not supported; pass a finite t.")
+      if np.any(np.real(decomposition(get).lam) < -_tolerance(decomposition(get).lam)):
+        raise ValueError("t = inf does not exist: Theta A has eigenvalues with negative real part.")
+      keep = np.ones(n, bool)
+    factor = _cho_factor_checked(K[np.ix_(keep, keep)], get)
+    mean = k_td[:, keep] @ scipy.linalg.cho_solve(factor, y[keep])
+    if k_tt is None:
+      return mean, None
+    P = scipy.linalg.cho_solve(factor, k_td[:, keep].T).T
+    cross = P @ nngp_td[:, keep].T
+    return mean, k_tt - cross - cross.T + P @ prior(get)[np.ix_(keep, keep)] @ P.T
+
+  def finite_times(t, get, k_td, nngp_td, k_tt):
+    d = decomposition(get)
+    if d.method == "expm":
+      return _finite_times_expm(d, t, y, k_td, nngp_td, k_tt, prior(get))
+    _, g = _exp_fns(t, _tolerance(d.lam))
+    gv = g(d.lam)                                     # (n_t, n)
+    left, right = d.gain_factors()
+    L = k_td @ left
+    mean = np.real((gv * (right @ y)[None, :]) @ L.T)
+    if k_tt is None:
+      return mean, None
+    R = right @ nngp_td.T
+    Q = right @ prior(get) @ right.T
+    covs = []
+    for row in gv:
+      Lg = L * row[None, :]                           # Theta_tx G(t) = Lg right
+      cross = np.real(Lg @ R)
+      covs.append(k_tt - cross - cross.T + np.real(Lg @ Q @ Lg.T))
+    return mean, np.stack(covs)
+
+  def predict_fn(t=None, x_test=None, get: str = "ntk", compute_cov: bool = False,
+                 test_operator=None):
+    if get not in GETS:
+      raise ValueError(f"get must be one of {GETS}, got {get!r}.")
+    times = None if t is None else _as_times(t)
+    if test_operator is None:
+      test_operator = operators.identity(coords)
+    elif not isinstance(test_operator, operators.LinearOperator):
+      raise TypeError("test_operator must be an ntkpde.operators.LinearOperator.")
+    elif test_operator.coords != coords:
+      raise ValueError(f"test_operator acts on {test_operator.coords}, the channels on {coords}.")
+    if x_test is not None:
+      x_test = np.asarray(x_test, dtype=np.float64)
+      if x_test.ndim == 1 and len(coords) == 1:
+        x_test = x_test[:, None]
+      if x_test.ndim != 2 or x_test.shape[1] != len(coords) or not np.all(np.isfinite(x_test)):
+        raise ValueError(f"x_test must be a finite array of shape (n_test, {len(coords)}), got "
+                         f"{x_test.shape}.")
+    k_td, nngp_td, k_tt = test_kernels(x_test, get, test_operator, compute_cov)
+    if times is None:
+      mean, cov = at_infinity(get, k_td, nngp_td, k_tt)
+      return (mean, cov) if compute_cov else mean
+    flat = np.atleast_1d(times)
+    means = np.empty((len(flat), len(k_td)))
+    covs = np.empty((len(flat), len(k_td), len(k_td))) if compute_cov else None
+    inf = np.isinf(flat)
+    if np.any(~inf):
+      m, c = finite_times(flat[~inf], get, k_td, nngp_td, k_tt)
+      means[~inf] = m
+      if compute_cov:
+        covs[~inf] = c
+    if np.any(inf):
+      m, c = at_infinity(get, k_td, nngp_td, k_tt)
+      means[inf] = m
+      if compute_cov:
+        covs[inf] = c
+    mean = means.reshape(times.shape + means.shape[1:])
+    if not compute_cov:
+      return mean
+    return mean, covs.reshape(times.shape + covs.shape[1:])
+
+  return predict_fn
+
+
+def _finite_times_expm(d: _Decomposition, t, y, k_td, nngp_td, k_tt, prior):
+  """``G(t) = c A int_0^t exp(-M s) ds`` by Van Loan's block exponential
+  ``expm([[-M, I], [0, 0]] t) = [[e^{-M t}, int_0^t e^{-M s} ds], [0, I]]``."""
+  n = d.n
+  block = np.zeros((2 * n, 2 * n))
+  block[:n, :n] = -d.M
+  block[:n, n:] = np.eye(n)
+  means, covs = [], []
+  for s in t:
+    integral = scipy.linalg.expm(block * s)[:n, n:]
+    G = d.c * _Decomposition._left(d.A, integral)
+    P = k_td @ G
+    means.append(P @ y)
+    if k_tt is not None:
+      cross = P @ nngp_td.T
+      covs.append(k_tt - cross - cross.T + P @ prior @ P.T)
+  return np.stack(means), (np.stack(covs) if k_tt is not None else None)

@@ -1,0 +1,171 @@
+"""Randomised NTK sketches and NTK-weighted training (Hirsch & Pichi, ntk-weights-sketching).
+
+For residuals ``R: theta -> R^n`` with Jacobian ``J = dR/dtheta`` the NTK is
+``K(theta) = J J^T`` (their eq. (3), ``grad R^T grad R``). Algorithm 2 estimates it
+from one extra gradient step: with ``g ~ N(0, I_n)``,
+
+    theta_hat = theta + dt J^T g,      dR = (R(theta_hat) - R(theta)) / dt  ~  K g,
+    K_hat = (dR g^T + g dR^T) / 2,     Tr_hat = g . dR,                         (Alg. 2)
+
+(the paper writes the predictor as a gradient step with weights
+``Lambda_pred = -diag(g) diag(R)^-1``, i.e. ``J^T Lambda_pred R = -J^T g``; we form
+``J^T g`` by one vector-Jacobian product, which is the same vector and needs no
+``R_i != 0``). ``E[K_hat] = K + O(dt)`` (Thm 3) and averaging ``N`` samples has mean
+squared error ``O(1/N)`` (Thm 4). Algorithm 3 keeps a moving average
+``K_t = (1 - alpha) K_{t-1} + alpha K_hat(theta_t)`` started from ``N`` samples.
+
+NTK weights (their eq. (5)): ``lambda_c = Tr(K) / Tr(K_cc)`` per channel ``c``
+(:func:`ntkpde.weights.trace_weights` for a :class:`~ntkpde.BlockGram`).
+
+Units: :func:`adaptive_training` uses ntkpde's loss ``L = 1/(2n) R^T Lambda R`` and
+``theta <- theta - eta grad L``; the paper's ``L = 1/2 R^T Lambda R`` with step
+``eta_paper`` is ``eta = n eta_paper``.
+"""
+import functools
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkpde.finite import jacobian_matrix
+
+
+def _axpy(a, x, y):
+  return jax.tree_util.tree_map(lambda u, v: a * u + v, x, y)
+
+
+def sketch_sample(residuals: Callable, params, g, dt: float):
+  """One sample of Algorithm 2 with probe ``g`` (``(n,)``): returns
+  ``(K_hat, Tr_hat, dR)`` with ``dR = (R(theta + dt J^T g) - R(theta)) / dt``."""
+  r0, vjp = jax.vjp(residuals, params)
+  (direction,) = vjp(g)
+  dR = (residuals(_axpy(dt, direction, params)) - r0) / dt
+  outer = dR[:, None] * g[None, :]
+  return (outer + outer.T) / 2, g @ dR, dR
+
+
+def sketch_ntk(residuals: Callable, params, key, dt: float, num_samples: int = 1):
+  """Mean of ``num_samples`` i.i.d. samples of Algorithm 2: ``(K_hat, Tr_hat)``.
+
+  ``residuals: params -> (n,)`` (e.g. :func:`ntkpde.finite.residual_fn`), ``dt > 0`` the
+  predictor step (bias ``O(dt)``, Thm 3; round-off ``~ eps ||R|| / dt``)."""
+  if not (np.isfinite(dt) and dt > 0):
+    raise ValueError(f"dt must be a positive number, got {dt!r}.")
+  if int(num_samples) < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+  n = jax.eval_shape(residuals, params).shape[0]
+  probes = jax.random.normal(key, (int(num_samples), n))
+  dR = jax.vmap(lambda g: sketch_sample(residuals, params, g, dt)[2])(probes)
+  # mean_j sym(dR_j g_j^T) = sym(dR^T G) / N, without forming the N matrices
+  outer = dR.T @ probes / probes.shape[0]
+  return (outer + outer.T) / 2, jnp.mean(jnp.sum(probes * dR, axis=1))
+
+
+def exact_ntk(residuals: Callable, params) -> jax.Array:
+  """``K(theta) = J J^T`` from the full Jacobian."""
+  J = jacobian_matrix(residuals, params)
+  return J @ J.T
+
+
+def _channel_ids(sizes: Dict[str, int]) -> np.ndarray:
+  if not sizes or any(int(v) < 1 for v in sizes.values()):
+    raise ValueError(f"sizes must map every channel to a positive count, got {sizes!r}.")
+  return np.repeat(np.arange(len(sizes)), [int(v) for v in sizes.values()])
+
+
+def _trace_weights(K, ids, num_channels):
+  """``Tr(K) / Tr(K_cc)`` per channel, from the diagonal (eq. (5))."""
+  block = jax.ops.segment_sum(jnp.diag(K), ids, num_segments=num_channels)
+  return jnp.trace(K) / block
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_run(residuals, sizes, weights, alpha, dt, learning_rate, every):
+  """The jitted scan of :func:`adaptive_training` (cached: a repeated call reuses it)."""
+  ids = np.repeat(np.arange(len(sizes)), sizes)
+  n, m = len(ids), len(sizes)
+  ids_j = jnp.asarray(ids)
+  eta = learning_rate / n
+
+  def exact_record(p):
+    K = exact_ntk(residuals, p)
+    return {"eigenvalues": jnp.linalg.eigvalsh(K), "exact_weights": _trace_weights(K, ids_j, m)}
+
+  def skipped(p):
+    return {"eigenvalues": jnp.full(n, jnp.nan), "exact_weights": jnp.full(m, jnp.nan)}
+
+  def step(carry, xs):
+    p, K_avg = carry
+    step_key, t = xs
+    r, vjp = jax.vjp(residuals, p)
+    record = {}
+    if every == 1:
+      record = exact_record(p)
+    elif every > 1:
+      record = jax.lax.cond(t % every == 0, exact_record, skipped, p)
+    if weights == "exact":
+      lam = record["exact_weights"]
+    else:
+      g = jax.random.normal(step_key, (n,))
+      # Algorithm 3: the N-sample mean at t = 0, the moving average from t = 1 on.
+      K_avg = jnp.where(t == 0, K_avg,
+                        (1 - alpha) * K_avg + alpha * sketch_sample(residuals, p, g, dt)[0])
+      lam = _trace_weights(K_avg, ids_j, m)
+    (grad,) = vjp(lam[ids_j] * r)
+    record.update(weights=lam, residual_sq=r @ r,
+                  grad_sq=sum(jnp.sum(x ** 2) for x in jax.tree_util.tree_leaves(grad)))
+    return (_axpy(-eta, grad, p), K_avg), record
+
+  return jax.jit(lambda p, k0, xs: jax.lax.scan(step, (p, k0), xs))
+
+
+def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learning_rate: float,
+                      steps: int, weights: str = "exact", alpha: float = 1e-2,
+                      init_samples: int = 100, dt: float = 1e-4, key=None,
+                      track_exact: int = 0) -> dict:
+  """Gradient descent with NTK weights recomputed every step (Algorithm 1 with update
+  frequency 1), from the exact kernel (``weights="exact"``) or the moving-average sketch
+  (``"sketch"``, Algorithm 3 with ``alpha``, ``init_samples`` and ``dt``).
+
+  ``residuals: params -> (n,)`` with channels of ``sizes`` (``{name: n_c}``, in order).
+  Step ``theta <- theta - (eta/n) J^T Lambda R`` (``L = 1/(2n) R^T Lambda R``). Returns a
+  dict of arrays over steps ``0..steps-1``: ``weights`` ``(steps, n_channels)`` (those
+  used), ``residual_sq`` ``||R_t||^2``, ``grad_sq`` ``||J^T Lambda R||^2`` (the gradient
+  of the paper's ``G(theta; theta_t) = 1/2 ||R||^2_Lambda``), ``eigenvalues`` of
+  ``K(theta_t)`` and ``exact_weights`` (every step with exact weights; with sketch
+  weights every ``track_exact``-th step if ``track_exact > 0``, NaN in between),
+  ``params`` (final), ``names``.
+  """
+  if weights not in ("exact", "sketch"):
+    raise ValueError(f"weights must be 'exact' or 'sketch', got {weights!r}.")
+  if not (np.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
+  if int(steps) != steps or steps < 1:
+    raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+  if not 0 < alpha <= 1:
+    raise ValueError(f"alpha must be in (0, 1], got {alpha!r}.")
+  ids = _channel_ids(sizes)
+  n, m = len(ids), len(sizes)
+  if jax.eval_shape(residuals, params).shape != (n,):
+    raise ValueError(f"residuals(params) must have shape ({n},) = sum of sizes, got "
+                     f"{jax.eval_shape(residuals, params).shape}.")
+  key = jax.random.PRNGKey(0) if key is None else key
+  if int(track_exact) != track_exact or track_exact < 0:
+    raise ValueError(f"track_exact must be a non-negative integer, got {track_exact!r}.")
+  every = 1 if weights == "exact" else int(track_exact)
+  run = _compiled_run(residuals, tuple(int(v) for v in sizes.values()), weights, float(alpha),
+                      float(dt), float(learning_rate), every)
+  init_key, run_key = jax.random.split(key)
+  if weights == "sketch":
+    K0, _ = sketch_ntk(residuals, params, init_key, dt, init_samples)
+  else:
+    K0 = jnp.zeros((n, n))
+  (final, _), history = run(params, K0, (jax.random.split(run_key, int(steps)),
+                                         jnp.arange(int(steps))))
+  out = {k: np.asarray(v) for k, v in history.items()}
+  if not np.all(np.isfinite(out["residual_sq"])):
+    raise FloatingPointError("the residuals became NaN/inf: reduce learning_rate.")
+  out["params"] = final
+  out["names"] = tuple(sizes)
+  return out

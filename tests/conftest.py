@@ -1,0 +1,22 @@
+"""Shared fixtures. Networks and points are session-wide so that every test file reuses
+the same compiled operator kernels (one JIT compile per operator pair, kernel and shape)."""
+import numpy as np
+import pytest
+
+import ntkpde
+
+XY = ("x", "y")
+W_STD, B_STD = 1.5, 0.1
+
+
+@pytest.fixture(scope="session")
+def erf1():
+  """One hidden erf layer: the network of theory/erf_ntk_closed_form.py."""
+  return ntkpde.mlp(depth=1, width=512, activation="erf", W_std=W_STD, b_std=B_STD)
+
+
+@pytest.fixture(scope="session")
+def points():
+  """``(x1, x2)``: 6 and 5 points in [-1, 1]^2, fixed."""
+  rng = np.random.default_rng(1234)
+  return rng.uniform(-1, 1, (6, 2)), rng.uniform(-1, 1, (5, 2))

@@ -1,0 +1,116 @@
+"""neural-tangents 0.6.5 through ntkpde._compat on the installed JAX.
+
+Independent routes: the SymPy closed form of the one-hidden-layer erf kernels, Monte
+Carlo over initialisations, and scipy's matrix exponential / solve.
+
+For one hidden layer in the NTK parameterisation, ``f(x) = W/sqrt(n) sum_j v_j
+erf(z_j(x)) + b b_out`` with i.i.d. neurons, so both ``E[f(x) f(x')]`` (over seeds) and
+the empirical NTK (per seed, an average over the ``n`` neurons) are unbiased Monte
+Carlo estimates of the analytic NNGP and NTK at any width: ``E[v_j^2] = 1`` is
+independent of ``z_j``. Their errors are tested against 6 estimated standard errors
+(a Student-t variable with >= 15 degrees of freedom exceeds 6 with probability
+< 3e-5 per entry; the seeds are fixed, so the test is deterministic).
+"""
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+
+import ntkpde
+from ntkpde import _compat
+from theory.erf_ntk_closed_form import operator_kernel_closed_form
+
+nt = _compat.import_neural_tangents()
+IDENT = ntkpde.operators.identity(("x", "y"))
+EPS = np.finfo(np.float64).eps
+
+
+def closed_form(get, x1, x2):
+  return operator_kernel_closed_form(IDENT, IDENT, get, depth=1, W_std=1.5, b_std=0.1)(x1, x2)
+
+
+def test_import_and_versions():
+  assert nt is _compat.import_neural_tangents()
+  assert nt.__version__ == _compat.NEURAL_TANGENTS_VERSION == "0.6.5"
+  for name in ("stax", "predict", "empirical_ntk_fn", "NtkImplementation"):
+    assert hasattr(nt, name)
+
+
+@pytest.mark.parametrize("version", ["0.10.2", "0.11.2", "0.4.23"])
+def test_check_jax_version_accepts_tested(version):
+  _compat.check_jax_version(version)
+
+
+@pytest.mark.parametrize("version", ["0.4.20", "0.12.0", "1.0.0"])
+def test_check_jax_version_rejects_untested(version):
+  with pytest.raises(RuntimeError, match=rf"JAX >= 0\.4\.23, < 0\.12\.0; found JAX {version}"):
+    _compat.check_jax_version(version)
+
+
+def test_installed_jax_is_supported():
+  _compat.check_jax_version()  # the running JAX, which imported neural-tangents above
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_stax_kernel_fn_matches_closed_form(erf1, points, get):
+  x1, x2 = points
+  got = erf1.kernel_fn(x1, x2, get)
+  exact = closed_form(get, x1, x2)
+  # float64 evaluations of the same ~50-operation formula: a few eps relative.
+  np.testing.assert_allclose(got, exact, rtol=0, atol=1e-14 * np.max(np.abs(exact)))
+
+
+WIDTH, SEEDS = 2048, 16
+
+
+def test_init_apply_covariance_is_the_nngp(points):
+  """E[f(x) f(x')] over initialisations equals the NNGP at any width (one hidden
+  layer), so a narrow network keeps this Monte Carlo test cheap."""
+  narrow = ntkpde.mlp(depth=1, width=64, activation="erf", W_std=1.5, b_std=0.1)
+  x = points[0]
+  init = jax.jit(lambda key: narrow.init_fn(key, x.shape)[1])
+  apply = jax.jit(narrow.apply_fn)
+  params = init(jax.random.PRNGKey(0))
+  assert params[0][0].shape == (2, 64) and apply(params, x).shape == (6, 1)
+  f = np.stack([np.asarray(apply(init(jax.random.PRNGKey(seed)), x))[:, 0] for seed in range(1024)])
+  products = f[:, :, None] * f[:, None, :]
+  stderr = products.std(0, ddof=1) / np.sqrt(len(f))
+  assert np.all(np.abs(products.mean(0) - closed_form("nngp", x, x)) <= 6 * stderr)
+
+
+def test_empirical_ntk_is_unbiased_for_the_analytic_ntk(points):
+  wide = ntkpde.mlp(depth=1, width=WIDTH, activation="erf", W_std=1.5, b_std=0.1)
+  x1, x2 = points
+  ntk_fns = {i: jax.jit(nt.empirical_ntk_fn(wide.apply_fn, implementation=i)) for i in (1, 2)}
+  samples = []
+  for seed in range(SEEDS):
+    _, params = wide.init_fn(jax.random.PRNGKey(seed), x1.shape)
+    samples.append(np.asarray(ntk_fns[1](x1, x2, params)))
+    if seed < 2:  # implementations 1 and 2: the same contraction in different orders
+      np.testing.assert_allclose(ntk_fns[2](x1, x2, params), samples[-1], rtol=1e-12)
+  samples = np.stack(samples)
+  exact = closed_form("ntk", x1, x2)
+  stderr = samples.std(0, ddof=1) / np.sqrt(SEEDS)
+  assert np.all(np.abs(samples.mean(0) - exact) <= 6 * stderr)
+  # ... and the per-seed relative fluctuation is of order width^(-1/2).
+  spread = np.max(samples.std(0, ddof=1)) / np.max(np.abs(exact))
+  assert 0.1 / np.sqrt(WIDTH) < spread < 10 / np.sqrt(WIDTH)
+
+
+def test_predict_matches_expm_and_interpolates(erf1, points):
+  """nt's mean prediction (f_0 has mean 0) against scipy: on the training set
+  ``(I - expm(-eta K t / n)) y``, elsewhere ``K_*x K^{-1}`` of that; at t = inf the
+  training targets. Both routes are backward stable, so their gap is bounded by
+  ~ cond(K) eps |y| times a modest constant (1e3 here)."""
+  x_train, x_test = points
+  y = np.sin(3 * x_train[:, :1]) + x_train[:, 1:] ** 2
+  n, lr, t = len(y), 0.5, 7.0
+  predict_fn = nt.predict.gradient_descent_mse_ensemble(erf1.kernel_fn, x_train, y, learning_rate=lr)
+  k = np.asarray(erf1.kernel_fn(x_train, x_train, "ntk"))
+  k_star = np.asarray(erf1.kernel_fn(x_test, x_train, "ntk"))
+  tol = 1e3 * np.linalg.cond(k) * EPS * np.max(np.abs(y))
+  fit = y - scipy.linalg.expm(-lr * k * t / n) @ y
+  expected = np.concatenate([fit, k_star @ scipy.linalg.solve(k, fit, assume_a="pos")])
+  got = predict_fn(t=t, x_test=np.concatenate([x_train, x_test]), get="ntk")
+  np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+  np.testing.assert_allclose(predict_fn(t=None, x_test=x_train, get="ntk"), y, rtol=0, atol=tol)

@@ -1,0 +1,181 @@
+"""Empirical operator NTKs (ntkpde.finite) against routes that share no code with them.
+
+* A plain-JAX reference: the operator by ``jax.hessian``/``jax.grad`` of a one-point
+  function and the parameter Jacobian by ``jax.jacfwd`` of the raveled parameters
+  (forward mode, where ntkpde.finite uses the operator's nested ``jvp``s and ``jacrev``).
+  Both are exact autodiff, so they agree to round-off: relative 1e-10 allows
+  ``eps * n_params`` growth of summation error (n_params ~ 1e3, eps ~ 2e-16) with margin.
+* The analytic kernel (ntkpde.gram) at large width, with a tolerance from the Monte
+  Carlo estimate of the fluctuation: a one-hidden-layer network in the NTK
+  parameterisation has ``Theta_hat = c + (1/w) sum_j k_j`` with i.i.d. per-neuron terms
+  ``k_j`` (hand-written network below), so ``Theta_hat - Theta`` has Frobenius size
+  ``sqrt(E||k_j - E k||^2 / w)``, estimated from the sample variance of the ``k_j``.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import ntkpde
+from ntkpde import finite, operators
+
+W_STD, B_STD = 1.5, 0.1
+LAP = operators.parse("u_xx + u_yy", ("x", "y"))
+NEUMANN_X = operators.normal_derivative(("x", "y"), (1, 0))
+RNG = np.random.default_rng(0)
+X_IN = RNG.uniform(-1, 1, (5, 2))
+X_BD = np.stack([np.ones(3), RNG.uniform(-1, 1, 3)], axis=1)
+
+
+@pytest.fixture(scope="module")
+def small_net():
+  net = ntkpde.mlp(2, 24, "erf", W_STD, B_STD)
+  _, params = net.init_fn(jax.random.PRNGKey(1), (-1, 2))
+  return net, params
+
+
+def _reference_gram(apply_fn, params, X1, X2, op1, op2):
+  flat, unravel = ravel_pytree(params)
+
+  def u(p, x):
+    return apply_fn(unravel(p), x[None])[0, 0]
+
+  def laplacian(p, x):
+    return jnp.trace(jax.hessian(u, argnums=1)(p, x))
+
+  def neumann_x(p, x):
+    return jax.grad(u, argnums=1)(p, x)[0]
+  ops = {"lap": laplacian, "nx": neumann_x, "id": u}
+
+  def jac(op, X):
+    return jnp.stack([jax.jacfwd(ops[op])(flat, x) for x in X])
+  return np.asarray(jac(op1, X1) @ jac(op2, X2).T)
+
+
+@pytest.mark.parametrize("pair", [("lap", "lap"), ("lap", "nx"), ("nx", "id")])
+def test_matches_plain_jax_reference(small_net, pair):
+  net, params = small_net
+  op = {"lap": LAP, "nx": NEUMANN_X, "id": operators.identity(("x", "y"))}
+  X = {"lap": X_IN, "nx": X_BD, "id": X_BD}
+  got = finite.empirical_operator_ntk(net.apply_fn, params, op[pair[0]], op[pair[1]],
+                                      batch_size=2)(X[pair[0]], X[pair[1]])
+  want = _reference_gram(net.apply_fn, params, X[pair[0]], X[pair[1]], *pair)
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+
+
+def test_gram_is_jacobian_gram_and_batching_does_not_matter(small_net):
+  net, params = small_net
+  chans = [("r", LAP, X_IN), ("n", NEUMANN_X, X_BD)]
+  G = finite.empirical_gram(net.apply_fn, params, chans, batch_size=2)
+  J = finite.jacobian_matrix(finite.residual_fn(net.apply_fn, chans), params)
+  np.testing.assert_allclose(G.matrix, J @ J.T, rtol=1e-10, atol=1e-10 * np.abs(G.matrix).max())
+  whole = finite.empirical_gram(net.apply_fn, params, chans, batch_size=64)
+  np.testing.assert_allclose(whole.matrix, G.matrix, rtol=1e-12, atol=1e-12)
+  assert G.names == ("r", "n") and G.sizes == {"r": 5, "n": 3}
+
+
+def _per_neuron_kernels(params, X_r, X_b):
+  """Hand-written one-hidden-layer NTK-parameterised erf network
+  ``u = W/sqrt(w) v . erf(W x a_j + B b_j) + B c`` (d = 1); returns the per-neuron
+  contributions ``k_j`` (w, n, n) of ``[u_xx, u]`` residuals and the constant ``c``."""
+  (W1, b1), _, (W2, b2) = params
+  w = W1.shape[1]
+
+  def neuron(a, b, v, x):
+    return W_STD / np.sqrt(w) * v * jax.scipy.special.erf(W_STD * a * x + B_STD * b)
+
+  def grads(fn_of_x):
+    g = jax.grad(lambda a, b, v, x: fn_of_x(lambda z: neuron(a, b, v, z))(x), argnums=(0, 1, 2))
+    return jax.vmap(jax.vmap(g, (0, 0, 0, None)), (None, None, None, 0))  # (n, w) each
+
+  second = grads(lambda f: jax.grad(jax.grad(f)))
+  value = grads(lambda f: f)
+  b1 = b1.reshape(-1)
+  parts = [second(W1[0], b1, W2[:, 0], X_r[:, 0]), value(W1[0], b1, W2[:, 0], X_b[:, 0])]
+  J = jnp.concatenate([jnp.stack(p, axis=-1) for p in parts], axis=0)   # (n, w, 3)
+  k = jnp.einsum("awp,bwp->wab", J, J) * w                               # (1/w) sum_j k_j
+  n_r = len(X_r)
+  c = np.zeros((len(J), len(J)))
+  c[n_r:, n_r:] = B_STD ** 2                                              # readout bias: T 1 = 0 on u_xx
+  return np.asarray(k), c
+
+
+def test_converges_to_analytic_within_fluctuation_estimate():
+  width = 4096
+  net = ntkpde.mlp(1, width, "erf", W_STD, B_STD)
+  _, params = net.init_fn(jax.random.PRNGKey(3), (-1, 1))
+  uxx, ident = operators.parse("u_xx", "x"), operators.identity("x")
+  X_r, X_b = np.linspace(-0.9, 0.9, 6)[:, None], np.array([[-1.0], [1.0]])
+  chans = [("r", uxx, X_r), ("b", ident, X_b)]
+  empirical = np.asarray(finite.empirical_gram(net.apply_fn, params, chans).matrix)
+  analytic = np.asarray(ntkpde.gram(net.kernel_fn, chans).matrix)
+  k, c = _per_neuron_kernels(params, X_r, X_b)
+  # the hand-written network is stax's NTK parameterisation: same kernel to round-off
+  np.testing.assert_allclose(k.mean(0) + c, empirical, rtol=1e-9, atol=1e-9 * np.abs(empirical).max())
+  standard_error = np.sqrt(np.sum((k - k.mean(0)) ** 2) / (width * (width - 1)))
+  error = np.linalg.norm(empirical - analytic)
+  # ||mean - E k||_F over ~n^2 correlated entries is about one standard error; 4 leaves
+  # a chance of failure far below 1e-3 for a fixed seed, and a wrong kernel (a factor,
+  # a missing term) is off by many standard errors at this width.
+  assert error < 4 * standard_error, (error, standard_error)
+  assert standard_error / np.linalg.norm(analytic) < 0.05
+  assert finite.relative_frobenius_error(empirical, analytic) < 4 * standard_error / np.linalg.norm(analytic)
+
+
+def test_bad_input_is_rejected_before_work(small_net):
+  net, params = small_net
+  with pytest.raises(TypeError, match="LinearOperator"):
+    finite.empirical_operator_ntk(net.apply_fn, params, "u_xx")
+  with pytest.raises(ValueError, match="different coordinates"):
+    finite.empirical_operator_ntk(net.apply_fn, params, LAP, operators.identity("x"))
+  two_out = ntkpde.mlp(1, 8, "erf", out_dim=2)
+  _, p2 = two_out.init_fn(jax.random.PRNGKey(0), (-1, 2))
+  with pytest.raises(ValueError, match="scalar network"):
+    finite.empirical_operator_ntk(two_out.apply_fn, p2, LAP)
+  kernel = finite.empirical_operator_ntk(net.apply_fn, params, LAP)
+  with pytest.raises(ValueError, match="shape"):
+    kernel(np.zeros((3, 3)))
+  with pytest.raises(ValueError, match="finite"):
+    kernel(np.array([[0.0, np.nan]]))
+  with pytest.raises(ValueError, match="batch_size"):
+    finite.empirical_operator_ntk(net.apply_fn, params, LAP, batch_size=0)
+
+
+def test_loglog_slope_and_relative_error():
+  x = np.array([64, 128, 256, 512, 1024.0])
+  slope, c, se = finite.loglog_slope(x, 3.0 * x ** -0.5)
+  assert abs(slope + 0.5) < 1e-12 and abs(np.exp(c) - 3.0) < 1e-10 and se < 1e-10
+  with pytest.raises(ValueError):
+    finite.loglog_slope([1, 1], [1, 2])
+  with pytest.raises(ValueError, match="zero"):
+    finite.relative_frobenius_error(np.ones(2), np.zeros(2))
+  assert finite.relative_frobenius_error(2 * np.eye(2), np.eye(2)) == pytest.approx(1.0)
+
+
+def test_stored_gpu_results_are_read_and_marked(tmp_path):
+  from ntkpde import reporting
+  from verification import opk2, opk3
+  from verification._finite_parts import stored_gpu_outcome
+  widths = [128, 512, 2048, 8192]
+  rms = 3.0 * np.asarray(widths, float) ** -0.5
+  path = tmp_path / "finite_width.json"
+  assert stored_gpu_outcome("OPK-2 depth 1", opk2._stored_measure, "e", "t", path) is None
+  drift = np.outer(np.asarray(widths, float) ** -0.02, [3.0, 3.3])
+  kernel = np.outer(np.asarray(widths, float) ** -0.9, [1.0, 1.1])
+  record = {"device": "NVIDIA H100, jax 0.11.2", "date": "2026-11-23", "quick": False, "stages": {
+      "OPK-2 depth 1": {"widths": widths, "rms": rms, "slope": -0.5, "bootstrap_slope_std": 0.05},
+      "OPK-3": {"widths": widths, "kernel_change": kernel, "drift": drift, "gap_infinite": kernel,
+                "gap_linearised": kernel}}}
+  reporting.write_json_atomic(path, record)
+  got = stored_gpu_outcome("OPK-2 depth 1", opk2._stored_measure, "e", "t", path)
+  assert got.passed and got.device == "stored: NVIDIA H100, jax 0.11.2"
+  assert got.measured["depth1"]["slope"] == -0.5 and "Stored GPU results" in got.notes
+  got3 = stored_gpu_outcome("OPK-3", lambda st: opk3.evaluate(st["widths"], st)[:2], "e", "t", path)
+  assert got3.passed and abs(got3.measured["kernel_change"]["slope"] + 0.9) < 1e-2
+  record["stages"]["OPK-2 depth 1"]["slope"] = -0.2          # outside 3 x 0.05 of -0.5
+  reporting.write_json_atomic(path, record)
+  assert not stored_gpu_outcome("OPK-2 depth 1", opk2._stored_measure, "e", "t", path).passed
+  record["quick"] = True                                      # smoke runs are never used
+  reporting.write_json_atomic(path, record)
+  assert stored_gpu_outcome("OPK-2 depth 1", opk2._stored_measure, "e", "t", path) is None

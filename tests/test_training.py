@@ -1,0 +1,98 @@
+"""Finite-width training (ntkpde.training) in the units of ntkpde.predict.
+
+* The linearised network under gradient descent is exactly linear in the residuals:
+  ``r_k = (I - (eta/n) K0 A)^k r0`` with ``K0`` its (constant) empirical kernel. The
+  training route (autodiff gradients of the loss, ``fori_loop``) and the prediction
+  route (``eigh`` in ntkpde.predict) share no code; both are exact, so they agree to
+  round-off (1e-9 relative allows ``k * eps * cond`` growth over 60 steps).
+* One small step of the real network: ``r_1 - r_0 = -(eta/n) K A r_0 + O(eta^2)``, with
+  ``K`` from the Jacobian route (ntkpde.finite); at ``(eta/n) lambda_max = 1e-4`` the
+  second-order term is ~1e-4 relative, so 1e-3 checks the 1/(2n) normalisation.
+"""
+import jax
+import numpy as np
+import pytest
+
+import ntkpde
+from ntkpde import finite, operators, training
+
+UXX, ID = operators.parse("u_xx", "x"), operators.identity("x")
+XR, XB = np.linspace(-0.9, 0.9, 5)[:, None], np.array([[-1.0], [1.0]])
+CHANNELS = [("r", UXX, XR), ("b", ID, XB)]
+TARGETS = [-np.pi ** 2 * np.sin(np.pi * XR[:, 0]), np.zeros(2)]
+WEIGHTS = {"r": 1.0, "b": 4.0}
+A = np.repeat([1.0, 4.0], [5, 2])
+SIZES = {"r": 5, "b": 2}
+
+
+@pytest.fixture(scope="module")
+def setup():
+  net = ntkpde.mlp(1, 64, "erf", 1.5, 0.1)
+  _, params = net.init_fn(jax.random.PRNGKey(0), (-1, 1))
+  K0 = np.asarray(finite.empirical_gram(net.apply_fn, params, CHANNELS).matrix)
+  lam = np.linalg.eigvalsh(np.sqrt(A)[:, None] * K0 * np.sqrt(A)[None]).max()
+  return net, params, K0, lam
+
+
+def test_linearised_network_follows_the_kernel_flow_exactly(setup):
+  net, params, K0, lam = setup
+  n = len(A)
+  eta = 1.5 * n / lam                           # (eta/n) lambda_max = 1.5 < 2: stable
+  lin = training.linearize(net.apply_fn, params)
+  res = training.train(lin, params, CHANNELS, TARGETS, WEIGHTS, eta, steps=60,
+                       checkpoints=np.arange(0, 61, 15))
+  pred = training.kernel_residuals(K0, res.residuals[0], res.steps, WEIGHTS, eta, SIZES)
+  scale = np.abs(res.residuals[0]).max()
+  np.testing.assert_allclose(res.residuals, pred, rtol=0, atol=1e-9 * scale)
+  total = sum(res.losses.values())
+  np.testing.assert_allclose(total, np.sum(A * res.residuals ** 2, axis=1) / (2 * n), rtol=1e-12)
+  assert res.drift[0] == 0 and np.all(res.drift[1:] > 0)
+
+
+def test_one_small_step_has_the_predicted_units(setup):
+  net, params, K0, lam = setup
+  n = len(A)
+  eta = 1e-4 * n / lam
+  res = training.train(net.apply_fn, params, CHANNELS, TARGETS, WEIGHTS, eta, steps=1,
+                       record_kernel=True)
+  r0 = res.residuals[0]
+  predicted = -(eta / n) * K0 @ (A * r0)
+  np.testing.assert_allclose(res.residuals[1] - r0, predicted, rtol=0,
+                             atol=1e-3 * np.abs(predicted).max())
+  np.testing.assert_allclose(res.kernels[0], K0, rtol=1e-12, atol=1e-12 * np.abs(K0).max())
+  assert res.kernel_change[0] == 0 and res.kernel_change[1] < 1e-3
+
+
+def test_adam_option_reduces_the_loss(setup):
+  net, params, _, _ = setup
+  res = training.train(net.apply_fn, params, CHANNELS, TARGETS, WEIGHTS, 1e-2, steps=200,
+                       optimizer="adam", checkpoints=[200])
+  assert sum(v[-1] for v in res.losses.values()) < 0.1 * sum(v[0] for v in res.losses.values())
+
+
+def test_bad_arguments_are_rejected(setup):
+  net, params, _, lam = setup
+  for kwargs, match in [({"optimizer": "sgd"}, "optimizer"), ({"learning_rate": -1.0}, "learning_rate"),
+                        ({"checkpoints": [5], "steps": 2}, "checkpoints"), ({"steps": 1.5}, "steps"),
+                        ({"weights": {"q": 1.0}}, "unknown channel")]:
+    with pytest.raises(ValueError, match=match):
+      training.train(net.apply_fn, params, CHANNELS, TARGETS, **kwargs)
+  with pytest.raises(FloatingPointError, match="learning rate"):
+    training.train(net.apply_fn, params, CHANNELS, TARGETS, learning_rate=1e6 * len(A) / lam,
+                   steps=200, checkpoints=[200])
+  with pytest.raises(ValueError, match="record_kernel"):
+    training.train(net.apply_fn, params, CHANNELS, TARGETS, steps=0).kernel_change
+
+
+def test_linearised_function_change_matches_kernel_formula(setup):
+  net, params, K0, lam = setup
+  n = len(A)
+  eta = 1.0 * n / lam
+  x_test = np.linspace(-1, 1, 7)[:, None]
+  lin = training.linearize(net.apply_fn, params)
+  res = training.train(lin, params, CHANNELS, TARGETS, WEIGHTS, eta, steps=30, checkpoints=[30])
+  moved = np.asarray(lin(res.params, x_test) - net.apply_fn(params, x_test))[:, 0]
+  K_test = np.concatenate([np.asarray(finite.empirical_operator_ntk(
+      net.apply_fn, params, ID, op)(x_test, X)) for _, op, X in CHANNELS], axis=1)
+  pred = training.kernel_function_change(K_test, K0, res.residuals[0], [30], WEIGHTS, eta, SIZES)[0]
+  np.testing.assert_allclose(moved, pred, rtol=0, atol=1e-9 * np.abs(pred).max())
