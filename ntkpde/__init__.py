@@ -19,4 +19,5 @@ from ntkpde import finite, sketch, training  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = ["ACTIVATIONS", "BlockGram", "Channel", "KernelFn", "Network", "NonFiniteKernelError",
-           "gram", "input_maps", "mlp", "network", "operator_kernel", "operators"]
+           "finite", "gram", "input_maps", "mlp", "network", "operator_kernel", "operators",
+           "predict", "problems", "sketch", "spectrum", "training", "weights"]

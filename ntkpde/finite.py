@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde.operator_kernels import (BlockGram, _check_finite, _check_points, _tiled,
-                                     as_channels, gram)
+from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, check_operator_pair,
+                                     gram, tiled_evaluator)
 from ntkpde.operators import LinearOperator
 
 DEFAULT_BATCH = 64
@@ -66,12 +66,6 @@ def _check_scalar_network(apply_fn: Callable, params, dim: int) -> None:
                      f"got {shape[1:]} per batch; build it with out_dim=1.")
 
 
-def _check_operator(op, name: str) -> None:
-  if not isinstance(op, LinearOperator):
-    raise TypeError(f"{name} must be an ntkpde.operators.LinearOperator, got "
-                    f"{type(op).__name__}; build one with ntkpde.operators.parse.")
-
-
 def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
                            S: Optional[LinearOperator] = None,
                            batch_size: int = DEFAULT_BATCH) -> Callable:
@@ -84,23 +78,11 @@ def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
   ``TypeError``/``ValueError`` for bad operators, inputs or a non-scalar network (before
   any work) and ``NonFiniteKernelError`` for NaN/inf.
   """
-  S = T if S is None else S
-  _check_operator(T, "T")
-  _check_operator(S, "S")
-  if T.coords != S.coords:
-    raise ValueError(f"T and S act on different coordinates: {T.coords} vs {S.coords}.")
-  if int(batch_size) < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  S = check_operator_pair(T, S, batch_size, "batch_size")
   _check_scalar_network(apply_fn, params, T.dim)
   block = _compiled_block(apply_fn, T, S)
-
-  def evaluate(x1, x2=None):
-    a = _check_points(x1, T, "x1")
-    b = a if x2 is None else _check_points(x2, S, "x2")
-    values, bad = _tiled(lambda u, v: block(params, u, v), a, b, int(batch_size))
-    _check_finite(values, bad, f"empirical T_x S_x' Theta with T = {T}, S = {S}")
-    return jnp.asarray(values)
-  return evaluate
+  return tiled_evaluator(lambda u, v: block(params, u, v), T, S, batch_size,
+                         f"empirical T_x S_x' Theta with T = {T}, S = {S}")
 
 
 def empirical_gram(apply_fn: Callable, params, channels: Sequence,
@@ -110,18 +92,8 @@ def empirical_gram(apply_fn: Callable, params, channels: Sequence,
   Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``)."""
   chans = as_channels(channels)
   _check_scalar_network(apply_fn, params, chans[0].operator.dim)
-  n = sum(len(c.points) for c in chans)
-  out = np.empty((n, n))
-  starts = np.cumsum([0] + [len(c.points) for c in chans])
-  for i, a in enumerate(chans):
-    for j in range(i, len(chans)):
-      b = chans[j]
-      block = np.asarray(empirical_operator_ntk(apply_fn, params, a.operator, b.operator,
-                                                batch_size)(a.points, b.points))
-      out[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = block
-      out[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = block.T
-  return BlockGram(jnp.asarray(out), tuple(c.name for c in chans),
-                   {c.name: len(c.points) for c in chans})
+  return assemble_gram(chans, lambda T, S: empirical_operator_ntk(apply_fn, params, T, S,
+                                                                  batch_size))
 
 
 def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> Callable:

@@ -122,11 +122,38 @@ def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> Tuple[np.
   return out, bad
 
 
-def _check_finite(values: np.ndarray, bad: int, what: str) -> None:
-  if bad:
-    raise NonFiniteKernelError(
-        f"{what}: {bad} of {values.size} entries are NaN or inf. Check that the activation "
-        f"is smooth enough for the operators and that the inputs are in range.")
+def check_operator_pair(T: LinearOperator, S: Optional[LinearOperator], tile: int,
+                        tile_name: str = "tile") -> LinearOperator:
+  """Validates the operators and tile size of a (possibly mixed) kernel block before
+  any work; returns ``S`` (default ``T``). Shared by the analytic and the empirical
+  operator kernels."""
+  S = T if S is None else S
+  for name, op in (("T", T), ("S", S)):
+    if not isinstance(op, LinearOperator):
+      raise TypeError(f"{name} must be an ntkpde.operators.LinearOperator, got "
+                      f"{type(op).__name__}; build one with ntkpde.operators.parse.")
+  if T.coords != S.coords:
+    raise ValueError(f"T and S act on different coordinates: {T.coords} vs {S.coords}.")
+  if int(tile) < 1:
+    raise ValueError(f"{tile_name} must be >= 1, got {tile}.")
+  return S
+
+
+def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: int,
+                    what: str) -> Callable:
+  """``(x1, x2=None) -> fn(x1, x2)`` as an ``(n1, n2)`` float64 array: inputs checked
+  against the operators' coordinates, computed in ``tile x tile`` tiles, and a
+  ``NonFiniteKernelError`` naming ``what`` if any entry is NaN or inf."""
+  def evaluate(x1, x2=None):
+    a = _check_points(x1, T, "x1")
+    b = a if x2 is None else _check_points(x2, S, "x2")
+    values, bad = _tiled(fn, a, b, int(tile))
+    if bad:
+      raise NonFiniteKernelError(
+          f"{what}: {bad} of {values.size} entries are NaN or inf. Check that the activation "
+          f"is smooth enough for the operators and that the inputs are in range.")
+    return jnp.asarray(values)
+  return evaluate
 
 
 def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOperator] = None,
@@ -138,27 +165,12 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   ``ValueError`` for a ReLU-family kernel under an operator of order >= 1 (before
   any work), for badly shaped inputs, and ``NonFiniteKernelError`` for NaN/inf.
   """
-  S = T if S is None else S
   if get not in GETS:
     raise ValueError(f"get must be one of {GETS}, got {get!r}.")
-  for name, op in (("T", T), ("S", S)):
-    if not isinstance(op, LinearOperator):
-      raise TypeError(f"{name} must be an ntkpde.operators.LinearOperator, got {type(op).__name__}; "
-                      f"build one with ntkpde.operators.parse.")
-  if T.coords != S.coords:
-    raise ValueError(f"T and S act on different coordinates: {T.coords} vs {S.coords}.")
-  if int(tile) < 1:
-    raise ValueError(f"tile must be >= 1, got {tile}.")
+  S = check_operator_pair(T, S, tile)
   _check_operator_order(kernel_fn, T, S)
-  fn = _compiled(kernel_fn, T, S, get)
-
-  def evaluate(x1, x2=None):
-    a = _check_points(x1, T, "x1")
-    b = a if x2 is None else _check_points(x2, S, "x2")
-    values, bad = _tiled(fn, a, b, int(tile))
-    _check_finite(values, bad, f"T_x S_x' K with T = {T}, S = {S}")
-    return jnp.asarray(values)
-  return evaluate
+  return tiled_evaluator(_compiled(kernel_fn, T, S, get), T, S, tile,
+                         f"T_x S_x' K with T = {T}, S = {S}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +243,15 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
   """
   chans = as_channels(channels)
   _check_operator_order(kernel_fn, *[c.operator for c in chans])
+  return assemble_gram(chans, lambda T, S: operator_kernel(kernel_fn, T, S, get, tile))
+
+
+def assemble_gram(chans: Sequence[Channel], block_kernel: Callable) -> BlockGram:
+  """``BlockGram`` of validated channels, block ``(a, b)`` from
+  ``block_kernel(T_a, T_b)(X_a, X_b)``: upper blocks computed, lower blocks their
+  transposes, diagonal blocks symmetrised (``T_x T_x' K(X, X)`` is symmetric only up
+  to rounding: the ``jvp`` nesting order differs). A ``NonFiniteKernelError`` names
+  the block."""
   n = sum(len(c.points) for c in chans)
   out = np.empty((n, n))
   starts = np.cumsum([0] + [len(c.points) for c in chans])
@@ -238,11 +259,10 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
     for j in range(i, len(chans)):
       b = chans[j]
       try:
-        block = operator_kernel(kernel_fn, a.operator, b.operator, get, tile)(a.points, b.points)
+        block = np.asarray(block_kernel(a.operator, b.operator)(a.points, b.points))
       except NonFiniteKernelError as err:
         raise NonFiniteKernelError(f"block ({a.name!r}, {b.name!r}): {err}") from None
-      block = np.asarray(block)
-      if i == j:  # T_x T_x' K(X, X) is symmetric only up to rounding (jvp nesting order)
+      if i == j:
         block = (block + block.T) / 2
       out[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = block
       out[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = block.T

@@ -8,19 +8,35 @@ from pathlib import Path
 import jax
 
 
-def write_atomic(path, text: str) -> None:
-  """Writes ``text`` to ``path`` via a temporary file and ``os.replace``: a reader
-  (or an interrupted run) sees the old file or the new one, never half of one."""
+def _replace_atomic(path, write) -> None:
+  """Calls ``write(binary_file)`` on a temporary file next to ``path``, then
+  ``os.replace``: a reader (or an interrupted run) sees the old file or the new one,
+  never half of one."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    with os.fdopen(fd, "wb") as f:
+      write(f)
     os.replace(tmp, path)
   except BaseException:
     os.unlink(tmp)
     raise
+
+
+def write_atomic(path, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically (see :func:`_replace_atomic`)."""
+  _replace_atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_figure(fig, path, dpi: int = 120) -> str:
+  """Lays out a Matplotlib figure, writes it to ``path`` as PNG atomically, closes
+  it, and returns the path as a string."""
+  fig.tight_layout()
+  _replace_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+  import matplotlib.pyplot as plt
+  plt.close(fig)
+  return str(path)
 
 
 def write_json_atomic(path, data) -> None:

@@ -146,7 +146,7 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
   if not 0 < alpha <= 1:
     raise ValueError(f"alpha must be in (0, 1], got {alpha!r}.")
   ids = _channel_ids(sizes)
-  n, m = len(ids), len(sizes)
+  n = len(ids)
   if jax.eval_shape(residuals, params).shape != (n,):
     raise ValueError(f"residuals(params) must have shape ({n},) = sum of sizes, got "
                      f"{jax.eval_shape(residuals, params).shape}.")

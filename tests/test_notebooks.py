@@ -1,6 +1,5 @@
 """Every notebook (jupytext percent script in notebooks/) runs top to bottom at small
 sizes, and its committed .ipynb holds the same cells as the script."""
-import os
 from pathlib import Path
 
 import jupytext

@@ -38,6 +38,11 @@ class Context:
     (self.out_dir / "figures").mkdir(parents=True, exist_ok=True)
     return self.out_dir / "figures" / name
 
+  def save_figure(self, fig, name: str, dpi: int = 120) -> str:
+    """Writes ``fig`` as ``figures/name`` (atomically), closes it, returns the path."""
+    from ntkpde.reporting import save_figure
+    return save_figure(fig, self.figure(name), dpi)
+
 
 @dataclasses.dataclass
 class Claim:

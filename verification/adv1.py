@@ -70,10 +70,7 @@ def run(ctx):
   axes[1].set_xlabel("t lmin(K)")
   axes[1].set_ylabel("E(t)/E(0) (dashed: bound)")
   axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv1.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv1.png")
   passed = (worst["imag"] <= 1 and worst["negative"] <= 1 and worst["ostrowski"] <= 1
             and worst["energy"] <= 1 + 1e-10)
   return Outcome(
@@ -84,7 +81,7 @@ def run(ctx):
                 "kappa(K)": float(f"{kmax / kmin:.2e}"), "draws": len(draws)},
       expected="real, >= 0, within Ostrowski bounds; E below kappa(K) E0 exp(-2 lmin(K) lmin(A) t)",
       tolerance="eigenvalue first-order error bounds (ratio <= 1); energy slack 1e-10",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=("Violations are measured in units of each eigenvalue's error bound (negative = "
              "inside by that many bounds). For rank-deficient A the bound is trivial "
              "(lmin(A) = 0) but still holds."))

@@ -59,10 +59,7 @@ def run(ctx):
   ax.set_xlabel("t (units of 1/lmax)")
   ax.set_ylabel("|r~_j(t)| (dashed: bound)")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv2.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv2.png")
   passed = excess <= slack / np.abs(r0).max() and energy_ratio <= 1 + 1e-9
   return Outcome(
       measured={"max (|r~_j| - bound)/||r0||_inf": float(f"{excess:.2g}"),
@@ -70,7 +67,7 @@ def run(ctx):
                 "non-aligned contrast: max |r~_j|/bound": float(f"{contrast_excess:.3g}")},
       expected="every mode below |r~_j(0)| exp(-l_j a* t); E below the modal sum",
       tolerance="1e-9 ||r0|| (ODE integration error)",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=(f"Aligned, time-varying weights (a_j(t) in [a*, 3a*]) respect every modal bound. "
              f"Non-aligned SPD weights with the same lmin(A) = a* exceed the per-mode bound by up "
              f"to a factor {contrast_excess:.3g}: alignment is what the claim needs."))

@@ -24,7 +24,7 @@ from verification._dynamics import Discriminator
 
 def run(ctx):
   D = Discriminator()
-  N, nS = D.N, len(D.S)
+  N = D.N
   g_ipm = np.r_[-np.ones(N) / N, 1.0]                # functional gradient of E_delta0 f - E_mu f
   witness_Z = D.K_ZS @ g_ipm                         # f*(z) = -mean_i kD(r_i, z) + kD(0, z)
   times = np.array([0.5, 1.0, 2.0, 4.0])
@@ -44,17 +44,14 @@ def run(ctx):
   ax.set_xlabel("residual value r")
   ax.set_ylabel("f*(r) = d f_t / dt")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv3.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv3.png")
   passed = value_gap <= 1e-8 and gamma_gap <= 1e-6
   return Outcome(
       measured={"f_t vs ODE": float(f"{value_gap:.1e}"), "gamma vs finite differences": float(f"{gamma_gap:.1e}"),
                 "gamma_i at t=1": np.round(gamma_closed[1], 4).tolist()},
       expected="f_t = f_0 + t f*; gamma_i = (1/N) d_r f_t(r_i)",
       tolerance="values 1e-8, derivatives 1e-6 (ODE + finite-difference error)",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=("The witness is positive at the target 0 and lowest at the residual samples; the "
              "induced weights grow linearly in t and push each residual along -d_r f*."))
 

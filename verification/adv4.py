@@ -52,10 +52,7 @@ def run(ctx):
   ax.set_xlabel("residual value r")
   ax.set_ylabel("discriminator f_t(r)  (x: solve_ivp)")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv4.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv4.png")
   passed = support_gap <= 1e-8 and value_gap <= 1e-8 and gamma_gap <= 1e-6
   return Outcome(
       measured={"support closed form vs ODE": float(f"{support_gap:.1e}"),
@@ -64,7 +61,7 @@ def run(ctx):
                 "max |f_inf - rho| on S": float(f"{limit_gap:.1e}")},
       expected="f_t = exp(-2t T)(f_0 - rho) + rho; gamma_i = -(1/N)(f_t(r_i) - 1) d_r f_t(r_i)",
       tolerance="values 1e-8 (|f| <= 1), derivatives 1e-6 relative",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=(f"At t = inf the discriminator interpolates rho on the support (gap {limit_gap:.1e}, "
              f"K_SS is positive definite: cond {np.linalg.cond(D.K_SS):.1e})."))
 

@@ -87,10 +87,7 @@ def run(ctx):
   axes[1].loglog(eps, errors[0] * (eps / eps[0]) ** 2, "k:", label="eps^2")
   axes[1].set_xlabel("eps = ||h0||")
   axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv5.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv5.png")
   passed = stationary_gap <= 1e-8 and 1.8 <= order <= 2.2
   return Outcome(
       measured={"(b) max|sigma(f_T) - rho|": float(f"{stationary_gap:.1e}"),
@@ -100,7 +97,7 @@ def run(ctx):
                 "(a) f_t(0) at t=1e4": round(float(f_a[-1, -1]), 3)},
       expected="sigma(f_inf) = rho on the support; linearised flow exact to O(h^2)",
       tolerance="stationarity 1e-8; error order in [1.8, 2.2]",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=("In the PINN case itself (real = delta_0, distinct residuals) rho is 0/1 on the "
              "support, so no finite stationary point exists: sigma(f_t) approaches rho like "
              f"t^{slope_a:.2f} while f_t(0) grows like log t. The stationary-point statement and "

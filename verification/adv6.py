@@ -83,16 +83,13 @@ def run(ctx):
   axes[1].set_xlabel("t / t_max  (time unit 1/lmax(K))")
   axes[1].set_ylabel("E(t)/E(0) (dashed: bounds)")
   axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv6.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv6.png")
   return Outcome(
       measured={k: {"inertia(M)": v["inertia_M"], "inertia(G)": v["inertia_G"],
                     "check": v["energy_check"]} for k, v in results.items()},
       expected="inertia(KG) = inertia(G); contraction / expansion bounds; mixed modes",
       tolerance="eigenvalue error bounds; energy slack 1e-9; modal rates rtol 1e-8",
-      passed=bool(ok), figures=[str(path)],
+      passed=bool(ok), figures=[path],
       notes=("check: negative G -> max E/bound (<= 1); positive G -> min E/bound (>= 1); "
              "indefinite G -> norm factors after t = 1/max|l| along the most expanding and most "
              "contracting eigenvectors (equal to exp(l t))."))

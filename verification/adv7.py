@@ -63,10 +63,7 @@ def run(ctx):
   ax.set_xlabel("weight w of one channel (others 1)")
   ax.set_ylabel("E_interior(T; w) / E_interior(T; 1)")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv7.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv7.png")
   passed = lowest[0] < 0.99 and highest[0] > 1.01 and control <= 1e-10
   return Outcome(
       measured={"speed_up": {"channel": lowest[1], "w": round(float(lowest[2]), 3),
@@ -76,7 +73,7 @@ def run(ctx):
                 "control_block_diagonal_max_dev": float(f"{control:.1e}"), **cross},
       expected="some weight speeds up, some slows down the interior; none without cross blocks",
       tolerance="ratios beyond 1 +- 0.01; control 1e-10",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=(f"At T = 10/lmax(K): up-weighting the boundary channel by w changes the interior "
              f"residual energy by factors {np.round(curves['boundary'][[0, 8, 16, 24]], 3).tolist()} "
              f"(w = 0.1, 1, 10, 100); up-weighting the initial channel by "

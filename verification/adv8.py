@@ -57,14 +57,11 @@ def run(ctx):
   ax.set_xlabel("t")
   ax.set_ylabel("E(t) (dashed: comparison bound)")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("adv8.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "adv8.png")
   return Outcome(measured=measured,
                  expected="E(t) <= C (1 + t)^(-1/(alpha-1)); late slope -1/(alpha-1)",
                  tolerance="bound slack 1e-8 (ODE error); slope within 5 %",
-                 passed=bool(ok), figures=[str(path)],
+                 passed=bool(ok), figures=[path],
                  notes=f"c = lmin(K) = {c:.3g} (K scaled to lmax = 1), E(0) = {E0:.3g}.")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 import ntkpde
 from ntkpde.operators import directional_derivative, identity
+from ntkpde.reporting import save_figure
 from verification import Claim, Context, Outcome
 from verification.opk1 import SYMPY_RTOL, W_STD, B_STD, PartResult, fd_check, plot_checks, sympy_check
 
@@ -87,10 +88,7 @@ def _plot_line(kernel_fn, s, line, h0, others, path) -> str:
   ax.set_xlabel("s, x(s) = x0 + s h, h = (0.6, 0.8)")
   ax.set_title(f"depth-2 erf NTK along a line, x' = ({others[0, 0]:.2f}, {others[0, 1]:.2f})", fontsize=9)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return str(path)
+  return save_figure(fig, path, dpi=110)
 
 
 CLAIMS = [Claim(

@@ -94,10 +94,7 @@ def run(ctx):
   axes[1].set_xlabel("t")
   axes[1].set_ylabel("max |Y_dec - Y| / max |L|")
   axes[1].legend()
-  fig.tight_layout()
-  path = ctx.figure("dlab2.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "dlab2.png")
   passed = ode_gap <= 1e-8 and control_gap <= 1e-8
   return Outcome(
       measured={"block_flow_vs_ode": float(f"{ode_gap:.1e}"),
@@ -106,7 +103,7 @@ def run(ctx):
                 **{k: float(f"{v:.2g}") for k, v in comm.items()}},
       expected="block flow = coupled ODE; decoupled formula exact only if blocks commute",
       tolerance="1e-8 (ODE integration error ~1e-10)",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=(f"The joint dynamics with the block matrix hold (gap {ode_gap:.1e} to the "
              f"integrated system). The paper's scalar decoupling does NOT hold on its own setup: "
              f"the blocks do not commute (relative commutators {comm['commutator_Theta_Theta2']:.2g}, "

@@ -65,10 +65,7 @@ def kernel_part(ctx):
   axes[1].set_xlabel("k")
   axes[1].set_ylabel("eigenvalue")
   axes[1].legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("dlab3_kernel.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "dlab3_kernel.png")
   ratio = rows[:, 3] / rows[:, 2]
   first = rows[0]
   return {"measured": {"lambda_min_Theta(m=10,seed0)": float(f"{first[2]:.3g}"),

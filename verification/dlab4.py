@@ -56,10 +56,7 @@ def run(ctx):
   ax.set_xlabel("lg / lr  (lr + lg = 1)")
   ax.set_ylabel("L2 training loss / its minimum")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("dlab4.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "dlab4.png")
   best, excess = summary[PRIMARY]
   passed = formula_error <= 1e-12 and excess <= 1.25
   return Outcome(
@@ -68,7 +65,7 @@ def run(ctx):
                 **{f"loss_at_pred/min_T{T:g}": round(float(summary[T][1]), 3) for T in TIMES}},
       expected="loss minimum near the predicted lg/lr (paper: ~3)",
       tolerance="loss at the predicted ratio <= 1.25 x sweep minimum at T = 40",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=(f"Our kernel predicts lg/lr = {predicted:.3g} (the paper's network gave ~3; the ratio "
              f"is tr(Theta)/tr(Theta'') and depends on the architecture). The minimising ratio "
              f"moves with training time: "

@@ -72,16 +72,13 @@ def run(ctx):
   ax.axhline(1e-3, color="k", ls=":", label="paper at width 200: ~1e-3")
   ax.set_xlabel("width")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("dlab5_angle_fluctuation.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "dlab5_angle_fluctuation.png")
   return Outcome(
       measured={"slope": round(slope, 3), "slope_stderr": round(se, 3),
                 f"fluctuation_at_width_{near200}": float(f"{mean[widths.index(near200)]:.3g}"),
                 "fluctuations": [float(f"{v:.3g}") for v in mean]},
       expected="fluctuation decreases with width (paper: ~1e-3 at width 200)",
-      tolerance="slope < -(its standard error)", passed=bool(passed), figures=[str(path)],
+      tolerance="slope < -(its standard error)", passed=bool(passed), figures=[path],
       notes=f"widths {widths}, seeds {seeds}, {steps} steps, eta = {eta:.3e}, h = e_1, {n} points.")
 
 

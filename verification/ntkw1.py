@@ -59,10 +59,7 @@ def run(ctx):
     ax.set_xlabel("t Tr(K)")
   axes[0].set_ylabel("channel residual energy")
   axes[0].legend()
-  fig.tight_layout()
-  path = ctx.figure("ntkw1.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "ntkw1.png")
   passed = balance <= 1e-12 and deviation <= tol
   return Outcome(
       measured={"lambda_D": round(lam["interior"], 6), "lambda_B": round(lam["boundary"], 4),
@@ -71,7 +68,7 @@ def run(ctx):
                 "cond(K)": float(f"{cond:.2e}")},
       expected="lambda_c Tr(K_cc) = Tr(K); r(t) = exp(-Tr(K) t) r0 under Tr(K) K^-1",
       tolerance=f"balance 1e-12; deviation 100 n eps cond(K) = {tol:.1e}",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=(f"{n_int} interior + 2 boundary points, depth-1 erf NTK. The interior block "
              f"dominates the trace (Tr K_DD / Tr K_BB = {lam['boundary'] / lam['interior']:.3g}), "
              f"so eq. (5) up-weights the boundary. Under trace weights the channels' mean rates "

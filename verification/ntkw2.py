@@ -66,10 +66,7 @@ def run(ctx):
   axes[2].semilogy(T, out["eigenvalues"])
   axes[2].set_xlabel("step")
   axes[2].set_title("NTK eigenvalues", fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("ntkw2_adaptive_weights.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "ntkw2_adaptive_weights.png")
   return Outcome(
       measured={"slope_avg_residual_sq": round(sA, 3), "slope_avg_grad_sq": round(sB, 3),
                 "final_residual_sq": float(out["residual_sq"][-1]),
@@ -78,7 +75,7 @@ def run(ctx):
                 "bounded": bounded},
       expected="time averages O(1/T) (slope <= -1); weights and eigenvalues bounded",
       tolerance="slopes <= -0.95 over the last decade; second-half max <= 1.01 x first-half max",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=f"eta = {eta:.3e} (ntkpde units; paper's eta = eta/n), {steps} steps. Weights at "
             f"start {np.round(out['weights'][0], 3).tolist()}, end "
             f"{np.round(out['weights'][-1], 3).tolist()}; eigenvalues grow from "

@@ -61,17 +61,14 @@ def run(ctx):
   ax.loglog(cs, bias[-1] * cs / cs[-1], "k--", label="O(dt)")
   ax.set_xlabel("dt * lambda_max(K)")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("ntkw3_bias_vs_dt.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "ntkw3_bias_vs_dt.png")
   return Outcome(
       measured={"slope_sample_error": round(s_sample, 3), "slope_bias_K": round(s_bias, 3),
                 "slope_bias_trace": round(s_trace, 3),
                 "relative_bias_at_dt_max": round(float(bias[-1] / np.linalg.norm(K)), 5)},
       expected="bias O(dt) (slope >= 1); per-sample error slope 1",
       tolerance="per-sample slope 1 +- 0.1; bias slopes >= 0.9", passed=bool(passed),
-      figures=[str(path)],
+      figures=[path],
       notes=f"{M} antithetic probe pairs; the bias decays like dt^{s_bias:.2f}: the O(dt) term of "
             f"the Taylor expansion is odd in g and has zero mean, so Thm 3's O(dt) is an upper "
             f"bound and the actual bias is O(dt^2).")

@@ -60,17 +60,14 @@ def run(ctx):
   ax.set_xlabel("N samples")
   ax.set_ylabel("mean squared error")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("ntkw4_monte_carlo_rate.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "ntkw4_monte_carlo_rate.png")
   return Outcome(
       measured={"slope_K": round(sK, 3), "spread_K": round(spK, 3), "slope_trace": round(sT, 3),
                 "spread_trace": round(spT, 3),
                 "mse_over_thm4_bound_max": round(float(np.max(errK.mean(1) / bound)), 4)},
       expected="slope -1 for K and Tr; MSE_K <= 2n(n+2)||K||_F^2/N",
       tolerance="|slope + 1| <= 3 x bootstrap std over the M = 100 repetitions",
-      passed=bool(passed), figures=[str(path)],
+      passed=bool(passed), figures=[path],
       notes=f"n = {n}, dt = {dt:.2e}, N = {Ns}, M = {M}; MSE(K) = "
             f"{np.round(errK.mean(1), 3).tolist()}, MSE(Tr) = {np.round(errT.mean(1), 3).tolist()}.")
 

@@ -93,10 +93,7 @@ def run(ctx):
   axes[1].semilogy(steps_t, out["residual_sq"])
   axes[1].set_xlabel("step")
   axes[1].set_ylabel("||R||^2")
-  fig.tight_layout()
-  path = ctx.figure("ntkw5_moving_average_weights.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "ntkw5_moving_average_weights.png")
   return Outcome(
       measured={"median_relative_gap": dict(zip(out["names"], np.round(median_gap, 4).tolist())),
                 "max_relative_gap": dict(zip(out["names"], np.round(max_gap, 4).tolist())),
@@ -104,7 +101,7 @@ def run(ctx):
       expected="moving-average weights track the exact weights",
       tolerance="median gap per channel <= 1.5 x median error of a static mean of N_eff sketches: "
                 + str(dict(zip(out["names"], np.round(sigma, 3).tolist()))),
-      passed=passed, figures=[str(path)],
+      passed=passed, figures=[path],
       notes=f"First-order relative std of a static N_eff = {n_eff} mean: "
             f"{np.round(first_order, 3).tolist()}. hidden {hidden}, n = {n} residuals, {steps} steps, eta = {eta:.3e}; per-step wall "
             f"time exact {per_step['exact'] * 1e3:.2f} ms, sketch {per_step['sketch'] * 1e3:.2f} ms "

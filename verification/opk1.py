@@ -34,6 +34,7 @@ import numpy as np
 
 import ntkpde
 from ntkpde.operators import identity, normal_derivative, parse
+from ntkpde.reporting import save_figure
 from theory.erf_ntk_closed_form import operator_kernel_closed_form
 from theory.finite_differences import richardson_check
 from verification import Claim, Context, Outcome
@@ -168,10 +169,7 @@ def plot_checks(parts: List[PartResult], path) -> str:
     ax.set_ylabel("max |error| / max |K|")
     ax.set_title(part.name, fontsize=9)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return str(path)
+  return save_figure(fig, path, dpi=110)
 
 
 def combine(parts: List[PartResult], figure) -> Outcome:

@@ -82,12 +82,9 @@ def run(ctx):
   ax.set_xlabel("width")
   ax.set_ylabel("||K_hat - K||_F / ||K||_F")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  path = ctx.figure("opk2_width_sweep.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "opk2_width_sweep.png")
   return Outcome(measured=measured, expected=EXPECTED, tolerance=TOLERANCE, passed=bool(passed),
-                 figures=[str(path)], notes=" ".join(notes))
+                 figures=[path], notes=" ".join(notes))
 
 
 CLAIMS = [Claim(id="OPK-2", paper="operator-informed-ntk",

@@ -141,10 +141,7 @@ def run(ctx):
   axes[1].set_xlabel("step")
   axes[1].set_ylabel("||r_t||")
   axes[1].legend(fontsize=7)
-  fig.tight_layout()
-  path = ctx.figure("opk3_training_stability.png")
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  path = ctx.save_figure(fig, "opk3_training_stability.png")
   notes = (f"eta = n/lambda_max(K) = {eta:.3e}, {steps} steps, seeds {seeds}. Seed-rms per width: "
            + "; ".join(f"{k}: {np.round(np.sqrt(np.mean(out[k] ** 2, axis=1)), 4).tolist()}"
                        for k in out) + ".")
@@ -152,7 +149,7 @@ def run(ctx):
     notes += (f" The kernel change decays faster than width^-1/2 (slope {k_slope:.2f}), as the "
               f"1/width rate of the NTK's time derivative (Dyer & Gur-Ari 2020) suggests.")
   return Outcome(measured=measured, expected=EXPECTED, tolerance=TOLERANCE,
-                 passed=bool(passed), figures=[str(path)], notes=notes)
+                 passed=bool(passed), figures=[path], notes=notes)
 
 
 CLAIMS = [Claim(id="OPK-3", paper="operator-informed-ntk",

@@ -185,10 +185,7 @@ def _figures(ctx, rows, spectra, bal):
     ax.set_xlabel("k")
     ax.set_ylim(1e-16, 2)
     ax.legend(fontsize=5, ncol=2)
-  fig.tight_layout()
-  paths.append(ctx.figure("opk4_spectra.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  paths.append(ctx.save_figure(fig, "opk4_spectra.png", dpi=110))
 
   fig, ax = plt.subplots(figsize=(5, 4.5))
   for r in rows:
@@ -200,10 +197,7 @@ def _figures(ctx, rows, spectra, bal):
   ax.set_xlabel("alpha(K)")
   ax.set_ylabel("alpha(T_x T_x' K)  (o: Lap, s: -Lap+a)")
   ax.set_title("decay exponents, same window (red: T faster)")
-  fig.tight_layout()
-  paths.append(ctx.figure("opk4_exponents.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  paths.append(ctx.save_figure(fig, "opk4_exponents.png", dpi=110))
 
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for a, kappas in bal["table"].items():
@@ -213,10 +207,7 @@ def _figures(ctx, rows, spectra, bal):
   ax.set_xlabel("boundary weight rho = w_b / w_r")
   ax.set_ylabel("condition number of W^1/2 K W^1/2")
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(ctx.figure("opk4_balancing.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  paths.append(ctx.save_figure(fig, "opk4_balancing.png", dpi=110))
   return [str(p) for p in paths]
 
 
