@@ -9,7 +9,10 @@ On newer JAX it fails to import because (see ``../shared/FACTS.md``):
 * the module ``jax.util`` (``safe_map``, ``safe_zip``) is gone;
 * ``jax.interpreters.ad.zeros_like_p`` is gone (only a dictionary key in
   neural-tangents' structured-derivative rules);
-* ``neural_tangents.experimental`` imports TensorFlow on package import.
+* ``neural_tangents.experimental`` imports TensorFlow on package import;
+* ``empirical._std_basis`` / ``_unravel_array_into_pytree`` call ``jnp.size`` on
+  ``jax.ShapeDtypeStruct`` leaves, deprecated since JAX 0.10 ("will be an error");
+  they are replaced by copies that read ``leaf.shape``.
 
 :func:`import_neural_tangents` provides those names *only where they are
 missing* and stubs ``neural_tangents.experimental``, then imports the package.
@@ -19,13 +22,17 @@ and 2 (implementation 3, structured derivatives, needs JAX internals that no
 longer exist and is not supported).
 """
 import importlib
+import math
 import sys
 import types
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 NEURAL_TANGENTS_VERSION = "0.6.5"
-# Tested: 0.4.23 (by FACTS.md), 0.10.2 (CPU, pinned), 0.11.2 (CUDA, device machine).
+# Tested here: 0.10.2 (CPU, pinned). FACTS.md reports neural-tangents working with the same
+# patches on 0.4.23 and 0.11.2 (CUDA); ntkpde has not yet had a GPU session to run its tests there.
 JAX_MIN = (0, 4, 23)
 JAX_MAX_EXCLUSIVE = (0, 12, 0)
 
@@ -85,6 +92,37 @@ def _patch_jax() -> None:
     ad.zeros_like_p = extend_core.Primitive("zeros_like")
 
 
+def _shape(leaf) -> tuple:
+  """Shape of an array, scalar or ``ShapeDtypeStruct`` (``np.shape`` rejects the last)."""
+  return tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf)
+
+
+def _std_basis(pytree):
+  """neural-tangents' ``_std_basis`` (identity basis over a pytree's entries),
+  with sizes read from shapes so that ``ShapeDtypeStruct`` leaves are allowed."""
+  leaves = jax.tree_util.tree_leaves(pytree)
+  basis = jnp.eye(sum(math.prod(_shape(l)) for l in leaves), dtype=jax.dtypes.result_type(*leaves))
+  return _unravel_array_into_pytree(pytree, 1, basis)
+
+
+def _unravel_array_into_pytree(pytree, axis: int, arr):
+  """neural-tangents' ``_unravel_array_into_pytree``: splits ``arr`` along ``axis``
+  into the leaves of ``pytree`` (sizes from shapes, as in :func:`_std_basis`)."""
+  leaves, treedef = jax.tree_util.tree_flatten(pytree)
+  if arr.ndim > 0:
+    axis %= arr.ndim
+  shapes = [arr.shape[:axis] + _shape(l) + arr.shape[axis + 1:] for l in leaves]
+  parts = jnp.split(arr, np.cumsum([math.prod(_shape(l)) for l in leaves[:-1]]).astype(int), axis)
+  return jax.tree_util.tree_unflatten(
+      treedef, [jnp.reshape(x, shape) for x, shape in zip(parts, shapes)])
+
+
+def _patch_neural_tangents() -> None:
+  empirical = importlib.import_module("neural_tangents._src.empirical")
+  empirical._std_basis = _std_basis
+  empirical._unravel_array_into_pytree = _unravel_array_into_pytree
+
+
 def import_neural_tangents():
   """Returns the ``neural_tangents`` module, importable on the tested JAX range."""
   if "neural_tangents" in sys.modules:
@@ -97,10 +135,12 @@ def import_neural_tangents():
   stub.__doc__ = "Stub: neural_tangents.experimental needs TensorFlow, which ntkpde never installs."
   sys.modules.setdefault("neural_tangents.experimental", stub)
   try:
-    return importlib.import_module("neural_tangents")
+    nt = importlib.import_module("neural_tangents")
   except ImportError as err:
     raise ImportError(
         f"neural-tangents {NEURAL_TANGENTS_VERSION} could not be imported ({err}). "
         f"Install it without its dependencies (they pull TensorFlow): "
         f"`pip install --no-deps neural-tangents=={NEURAL_TANGENTS_VERSION} frozendict`."
     ) from err
+  _patch_neural_tangents()
+  return nt
