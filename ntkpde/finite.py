@@ -96,9 +96,21 @@ def empirical_gram(apply_fn: Callable, params, channels: Sequence,
                                                                   batch_size))
 
 
-def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> Callable:
-  """``params -> r(params)``: the stacked residuals ``T_c u(X_c; params) - y_c`` of all
-  channels, shape ``(n,)`` (``targets``: one ``(n_c,)`` array per channel, default 0)."""
+@functools.lru_cache(maxsize=128)
+def stacked_residuals(apply_fn: Callable, ops: Tuple[LinearOperator, ...]) -> Callable:
+  """``(params, points, targets) -> r``: ``T_c u(X_c; params) - y_c`` of every channel,
+  concatenated; ``points`` and ``targets`` are sequences over ``ops`` (pytree arguments,
+  so one traced function serves every point set: cached per network and operators)."""
+  applied = [operator_applied(apply_fn, op) for op in ops]
+
+  def residuals(params, points, targets):
+    return jnp.concatenate([tu(params, x) - y for tu, x, y in zip(applied, points, targets)])
+  return residuals
+
+
+def channel_data(channels: Sequence, targets=None):
+  """Validated ``(channels, points, targets)``: the ``Channel`` tuple and float64 arrays
+  of points and targets per channel (``targets`` default 0)."""
   chans = as_channels(channels)
   if targets is None:
     ys = [np.zeros(len(c.points)) for c in chans]
@@ -111,12 +123,16 @@ def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> Callabl
       if np.shape(y) != (len(c.points),) or not np.all(np.isfinite(y)):
         raise ValueError(f"targets of channel {c.name!r} must be finite with shape "
                          f"({len(c.points)},), got shape {np.shape(y)}.")
-  pieces = [(operator_applied(apply_fn, c.operator), jnp.asarray(c.points),
-             jnp.asarray(y, dtype=jnp.float64)) for c, y in zip(chans, ys)]
+  return (chans, tuple(jnp.asarray(c.points) for c in chans),
+          tuple(jnp.asarray(y, dtype=jnp.float64) for y in ys))
 
-  def residuals(params):
-    return jnp.concatenate([tu(params, x) - y for tu, x, y in pieces])
-  return residuals
+
+def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> Callable:
+  """``params -> r(params)``: the stacked residuals ``T_c u(X_c; params) - y_c`` of all
+  channels, shape ``(n,)`` (``targets``: one ``(n_c,)`` array per channel, default 0)."""
+  chans, points, ys = channel_data(channels, targets)
+  stacked = stacked_residuals(apply_fn, tuple(c.operator for c in chans))
+  return lambda params: stacked(params, points, ys)
 
 
 def jacobian_matrix(fn: Callable, params) -> jax.Array:

@@ -16,14 +16,14 @@ and the kernel prediction. Adam (optax) is available as an option; its time unit
 steps as well but it follows no kernel flow.
 """
 import dataclasses
+import functools
 from typing import Callable, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde.finite import DEFAULT_BATCH, empirical_gram, residual_fn
-from ntkpde.operator_kernels import as_channels
+from ntkpde.finite import DEFAULT_BATCH, channel_data, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
 
@@ -80,14 +80,39 @@ def _check_steps(steps, checkpoints) -> np.ndarray:
   return points
 
 
-def _weighted_loss(residuals: Callable, A: np.ndarray) -> Callable:
-  A = jnp.asarray(A)
-  n = A.shape[0]
+@functools.lru_cache(maxsize=64)
+def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_rate: float):
+  """``(init, advance, residuals)``: the optimiser's state constructor, the jitted
+  ``advance(params, state, count, (points, targets, A))`` taking ``count`` steps on
+  ``L = 1/(2n) r^T A r``, and the jitted ``residuals(params, points, targets)``.
+  Cached per network, operators, optimiser and step size, so repeated :func:`train`
+  calls (other seeds, points or targets of the same shapes) compile once."""
+  residuals = stacked_residuals(apply_fn, ops)
 
-  def loss(params):
-    r = residuals(params)
-    return (jnp.sum(A * r ** 2) if A.ndim == 1 else r @ A @ r) / (2 * n)
-  return loss
+  def loss(params, data):
+    points, targets, A = data
+    r = residuals(params, points, targets)
+    return (jnp.sum(A * r ** 2) if A.ndim == 1 else r @ A @ r) / (2 * r.shape[0])
+
+  if optimizer == "gd":
+    def init(p):
+      return ()
+
+    def update(g, state, p):
+      return jax.tree_util.tree_map(lambda x: -learning_rate * x, g), state
+  else:
+    import optax
+    opt = optax.adam(learning_rate)
+    init, update = opt.init, opt.update
+
+  @jax.jit
+  def advance(p, state, count, data):
+    def body(_, carry):
+      q, s = carry
+      u, s = update(jax.grad(loss)(q, data), s, q)
+      return jax.tree_util.tree_map(jnp.add, q, u), s
+    return jax.lax.fori_loop(0, count, body, (p, state))
+  return init, advance, jax.jit(residuals)
 
 
 def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=None,
@@ -106,45 +131,24 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   work and ``FloatingPointError`` if the loss becomes NaN/inf (learning rate too
   large: GD is stable for ``learning_rate < 2n / lambda_max(K A)``).
   """
-  chans = as_channels(channels)
+  chans, points, ys = channel_data(channels, targets)
   sizes = {c.name: len(c.points) for c in chans}
-  n = sum(sizes.values())
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
   if not (np.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
-  points = _check_steps(steps, checkpoints)
+  checkpoint_steps = _check_steps(steps, checkpoints)
   A = per_residual(weights, sizes)
-  residuals = residual_fn(apply_fn, chans, targets)
-  loss = _weighted_loss(residuals, A)
-  if optimizer == "gd":
-    def init(p):
-      return ()
-
-    def update(g, state, p):
-      return jax.tree_util.tree_map(lambda x: -learning_rate * x, g), state
-  else:
-    import optax
-    opt = optax.adam(learning_rate)
-    init, update = opt.init, opt.update
-
-  @jax.jit
-  def advance(p, state, count):
-    def body(_, carry):
-      q, s = carry
-      g = jax.grad(loss)(q)
-      u, s = update(g, s, q)
-      return jax.tree_util.tree_map(jnp.add, q, u), s
-    return jax.lax.fori_loop(0, count, body, (p, state))
-
+  n = len(A)
+  init, advance, residual_jit = _compiled_advance(apply_fn, tuple(c.operator for c in chans), optimizer, float(learning_rate))
+  data = (points, ys, jnp.asarray(A))
   flat0 = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(params)])
-  residual_jit = jax.jit(residuals)
   state, current, done = init(params), params, 0
   rs, drift, kernels = [], [], []
-  for k in points:
-    current, state = advance(current, state, int(k - done))
+  for k in checkpoint_steps:
+    current, state = advance(current, state, int(k - done), data)
     done = int(k)
-    r = np.asarray(residual_jit(current))
+    r = np.asarray(residual_jit(current, points, ys))
     if not np.all(np.isfinite(r)):
       raise FloatingPointError(f"residuals became NaN/inf by step {k}: the learning rate "
                                f"{learning_rate} is too large for this network.")
@@ -162,7 +166,7 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
     losses[c.name] = (part @ w if w is not None else
                       np.einsum("ki,ij,kj->k", rs[:, sl], A[sl, sl], rs[:, sl])) / (2 * n)
     start = sl.stop
-  return TrainingResult(points, rs, losses, np.asarray(drift),
+  return TrainingResult(checkpoint_steps, rs, losses, np.asarray(drift),
                         np.stack(kernels) if record_kernel else None, current,
                         tuple(sizes), sizes)
 
