@@ -47,7 +47,9 @@ class TrainingResult:
   ``1/(2n) w_c sum_{i in c} r_i^2`` (their sum is ``L``; for a matrix ``A`` the
   diagonal blocks ``1/(2n) r_c^T A_cc r_c``, without the cross terms); ``drift`` ``(n_ckpt,)`` is
   ``||theta_k - theta_0||_2``; ``kernels`` ``(n_ckpt, n, n)`` empirical block Grams or
-  ``None``; ``params`` the final parameters; ``names``/``sizes`` the channels."""
+  ``None``; ``params`` the final parameters; ``names``/``sizes`` the channels;
+  ``predictions`` ``(n_ckpt, n_test)`` the network ``u(x_test)`` at the checkpoints, or
+  ``None`` without ``x_test``."""
   steps: np.ndarray
   residuals: np.ndarray
   losses: Dict[str, np.ndarray]
@@ -56,6 +58,7 @@ class TrainingResult:
   params: object
   names: tuple
   sizes: Dict[str, int]
+  predictions: Optional[np.ndarray] = None
 
   @property
   def kernel_change(self) -> np.ndarray:
@@ -82,9 +85,10 @@ def _check_steps(steps, checkpoints) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_rate: float):
-  """``(init, advance, residuals)``: the optimiser's state constructor, the jitted
+  """``(init, advance, residuals, apply)``: the optimiser's state constructor, the jitted
   ``advance(params, state, count, (points, targets, A))`` taking ``count`` steps on
-  ``L = 1/(2n) r^T A r``, and the jitted ``residuals(params, points, targets)``.
+  ``L = 1/(2n) r^T A r``, the jitted ``residuals(params, points, targets)`` and the
+  jitted ``apply_fn``.
   Cached per network, operators, optimiser and step size, so repeated :func:`train`
   calls (other seeds, points or targets of the same shapes) compile once."""
   residuals = stacked_residuals(apply_fn, ops)
@@ -112,13 +116,13 @@ def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_r
       u, s = update(jax.grad(loss)(q, data), s, q)
       return jax.tree_util.tree_map(jnp.add, q, u), s
     return jax.lax.fori_loop(0, count, body, (p, state))
-  return init, advance, jax.jit(residuals)
+  return init, advance, jax.jit(residuals), jax.jit(apply_fn)
 
 
 def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=None,
           learning_rate: float = 1.0, steps: int = 100, checkpoints=None,
           optimizer: str = "gd", record_kernel: bool = False,
-          batch_size: int = DEFAULT_BATCH) -> TrainingResult:
+          batch_size: int = DEFAULT_BATCH, x_test=None) -> TrainingResult:
   """Full-batch training of ``apply_fn`` on ``L = 1/(2n) r^T A r`` for ``steps`` steps.
 
   ``channels`` ``[(name, operator, X), ...]`` and ``targets`` (one ``(n_c,)`` array per
@@ -127,7 +131,9 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   ``optimizer="gd"``: ``theta <- theta - learning_rate grad L``; ``"adam"``: optax Adam
   with that learning rate. ``checkpoints`` (integers in ``[0, steps]``; default 51
   evenly spaced) are where residuals, losses, drift and (``record_kernel``) the
-  empirical kernel are recorded. Raises ``ValueError`` for bad arguments before any
+  empirical kernel are recorded, and ``u(x_test)`` when ``x_test`` (``(n_test, d)``) is
+  given (compare with :func:`kernel_function_change` or
+  :func:`ntkpde.predict.gradient_descent_mse_ensemble`). Raises ``ValueError`` for bad arguments before any
   work and ``FloatingPointError`` if the loss becomes NaN/inf (learning rate too
   large: GD is stable for ``learning_rate < 2n / lambda_max(K A)``).
   """
@@ -140,11 +146,16 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   checkpoint_steps = _check_steps(steps, checkpoints)
   A = per_residual(weights, sizes)
   n = len(A)
-  init, advance, residual_jit = _compiled_advance(apply_fn, tuple(c.operator for c in chans), optimizer, float(learning_rate))
+  if x_test is not None:
+    x_test = np.asarray(x_test, dtype=np.float64)
+    if x_test.ndim != 2 or x_test.shape[1] != chans[0].operator.dim or not np.all(np.isfinite(x_test)):
+      raise ValueError(f"x_test must be a finite (n_test, {chans[0].operator.dim}) array, got "
+                       f"shape {x_test.shape}.")
+  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, tuple(c.operator for c in chans), optimizer, float(learning_rate))
   data = (points, ys, jnp.asarray(A))
   flat0 = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(params)])
   state, current, done = init(params), params, 0
-  rs, drift, kernels = [], [], []
+  rs, drift, kernels, predictions = [], [], [], []
   for k in checkpoint_steps:
     current, state = advance(current, state, int(k - done), data)
     done = int(k)
@@ -155,6 +166,8 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
     rs.append(r)
     flat = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(current)])
     drift.append(float(jnp.linalg.norm(flat - flat0)))
+    if x_test is not None:
+      predictions.append(np.asarray(apply_jit(current, x_test))[:, 0])
     if record_kernel:
       kernels.append(np.asarray(empirical_gram(apply_fn, current, chans, batch_size).matrix))
   rs = np.stack(rs)
@@ -168,7 +181,7 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
     start = sl.stop
   return TrainingResult(checkpoint_steps, rs, losses, np.asarray(drift),
                         np.stack(kernels) if record_kernel else None, current,
-                        tuple(sizes), sizes)
+                        tuple(sizes), sizes, np.stack(predictions) if predictions else None)
 
 
 def kernel_residuals(K, r0, steps, weights=None, learning_rate: float = 1.0,

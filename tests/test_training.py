@@ -90,9 +90,17 @@ def test_linearised_function_change_matches_kernel_formula(setup):
   eta = 1.0 * n / lam
   x_test = np.linspace(-1, 1, 7)[:, None]
   lin = training.linearize(net.apply_fn, params)
-  res = training.train(lin, params, CHANNELS, TARGETS, WEIGHTS, eta, steps=30, checkpoints=[30])
-  moved = np.asarray(lin(res.params, x_test) - net.apply_fn(params, x_test))[:, 0]
+  res = training.train(lin, params, CHANNELS, TARGETS, WEIGHTS, eta, steps=30,
+                       checkpoints=[10, 30], x_test=x_test)
+  # step 0: u_lin(theta_0) = u(theta_0); jit and the zero tangent change only rounding
+  np.testing.assert_allclose(res.predictions[0], np.asarray(net.apply_fn(params, x_test))[:, 0],
+                             rtol=1e-14)
+  np.testing.assert_allclose(res.predictions[-1], np.asarray(lin(res.params, x_test))[:, 0],
+                             rtol=1e-14)
+  moved = res.predictions - res.predictions[0]          # the prediction trajectory
   K_test = np.concatenate([np.asarray(finite.empirical_operator_ntk(
       net.apply_fn, params, ID, op)(x_test, X)) for _, op, X in CHANNELS], axis=1)
-  pred = training.kernel_function_change(K_test, K0, res.residuals[0], [30], WEIGHTS, eta, SIZES)[0]
+  pred = training.kernel_function_change(K_test, K0, res.residuals[0], res.steps, WEIGHTS, eta,
+                                         SIZES)
+  assert pred.shape == (3, 7) and np.abs(pred[-1]).max() > 1e-3
   np.testing.assert_allclose(moved, pred, rtol=0, atol=1e-9 * np.abs(pred).max())
