@@ -55,6 +55,22 @@ def test_verify_only_runs_selected(fake_claims, tmp_path):
   assert [r["id"] for r in records] == ["FAKE-2"]
 
 
+def test_verify_resume_keeps_finished_claims_and_reruns_errors(fake_claims, tmp_path,
+                                                              monkeypatch):
+  assert cli.main(["verify", "--quick", "--out", str(tmp_path)]) == 1
+  calls = []
+  for cid, claim in fake_claims.items():
+    monkeypatch.setattr(claim, "run", lambda ctx, cid=cid, f=claim.run: calls.append(cid) or f(ctx))
+  assert cli.main(["verify", "--quick", "--resume", "--out", str(tmp_path)]) == 1
+  assert calls == ["FAKE-3"]  # only the claim that crashed runs again
+  records = json.loads((tmp_path / "results.json").read_text())
+  assert [r["id"] for r in records] == ["FAKE-1", "FAKE-2", "FAKE-3"]
+  assert [r["passed"] for r in records] == [True, False, None]
+  calls.clear()
+  cli.main(["verify", "--full", "--resume", "--out", str(tmp_path)])  # other mode: all run
+  assert calls == ["FAKE-1", "FAKE-2", "FAKE-3"]
+
+
 def test_verify_unknown_id_is_rejected(fake_claims, tmp_path, capsys):
   assert cli.main(["verify", "--only", "NOPE-9", "--out", str(tmp_path)]) == 2
   assert "unknown claim id" in capsys.readouterr().out

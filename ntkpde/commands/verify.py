@@ -1,4 +1,10 @@
-"""``ntkpde verify``: run the claim verifications and write a report with figures."""
+"""``ntkpde verify``: run the claim verifications and write a report with figures.
+
+``report.md`` and ``results.json`` are rewritten (atomically) after every claim, so an
+interrupted run keeps what it computed; ``--resume`` then skips the claims already in
+``results.json`` for the same mode (quick or full) and runs the rest.
+"""
+import json
 import time
 import traceback
 from pathlib import Path
@@ -15,6 +21,9 @@ def add_arguments(parser) -> None:
                       help="run only this claim id (repeatable), e.g. --only DLAB-1")
   parser.add_argument("--out", default="reports", help="output folder (default: reports/)")
   parser.add_argument("--list", action="store_true", help="list claim ids and exit")
+  parser.add_argument("--resume", action="store_true",
+                      help="keep the claims already in OUT/results.json (same mode, no error) "
+                           "and run only the others")
 
 
 def _markdown(records, quick: bool, device: str) -> str:
@@ -38,6 +47,19 @@ def _markdown(records, quick: bool, device: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _previous_records(path: Path, mode: str, claims) -> dict:
+  """Records of ``path`` (a ``results.json``) to keep under ``--resume``: same mode, a
+  verdict (not an error), a claim that still exists."""
+  if not path.exists():
+    return {}
+  try:
+    records = json.loads(path.read_text())
+  except json.JSONDecodeError as err:
+    raise SystemExit(f"--resume: {path} is not valid JSON ({err}); delete it or choose another --out.")
+  return {r["id"]: r for r in records
+          if r.get("mode") == mode and r.get("passed") is not None and r.get("id") in claims}
+
+
 def run(args) -> int:
   from ntkpde import reporting
   from verification import Context, all_claims
@@ -55,13 +77,19 @@ def run(args) -> int:
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   quick = not args.full
+  mode = "quick" if quick else "full"
+  kept = _previous_records(out / "results.json", mode, claims) if args.resume else {}
   device = reporting.device_description()
   ctx = Context(quick=quick, out_dir=out, log=lambda m: print(f"    {m}", flush=True))
   records, errors = [], 0
   for k, (cid, claim) in enumerate(claims.items(), 1):
     print(f"[{k}/{len(claims)}] {cid}: {claim.statement[:70]}", flush=True)
+    if cid in kept:
+      records.append(kept[cid])
+      print("    -> kept from the previous run (--resume)", flush=True)
+      continue
     start = time.perf_counter()
-    record = {"id": cid, "paper": claim.paper, "statement": claim.statement}
+    record = {"id": cid, "paper": claim.paper, "statement": claim.statement, "mode": mode}
     try:
       o = claim.run(ctx)
       figures = [str(Path(f).relative_to(out)) if Path(f).is_absolute() or str(f).startswith(str(out))
