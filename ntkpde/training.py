@@ -151,7 +151,9 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
     if x_test.ndim != 2 or x_test.shape[1] != chans[0].operator.dim or not np.all(np.isfinite(x_test)):
       raise ValueError(f"x_test must be a finite (n_test, {chans[0].operator.dim}) array, got "
                        f"shape {x_test.shape}.")
-  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, tuple(c.operator for c in chans), optimizer, float(learning_rate))
+  ops = tuple(c.operator for c in chans)
+  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, ops, optimizer,
+                                                             float(learning_rate))
   data = (points, ys, jnp.asarray(A))
   flat0 = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(params)])
   state, current, done = init(params), params, 0

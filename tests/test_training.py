@@ -74,7 +74,9 @@ def test_bad_arguments_are_rejected(setup):
   net, params, _, lam = setup
   for kwargs, match in [({"optimizer": "sgd"}, "optimizer"), ({"learning_rate": -1.0}, "learning_rate"),
                         ({"checkpoints": [5], "steps": 2}, "checkpoints"), ({"steps": 1.5}, "steps"),
-                        ({"weights": {"q": 1.0}}, "unknown channel")]:
+                        ({"weights": {"q": 1.0}}, "unknown channel"),
+                        ({"x_test": np.zeros((3, 2))}, "x_test"),
+                        ({"x_test": np.array([[np.nan]])}, "x_test")]:
     with pytest.raises(ValueError, match=match):
       training.train(net.apply_fn, params, CHANNELS, TARGETS, **kwargs)
   with pytest.raises(FloatingPointError, match="learning rate"):
