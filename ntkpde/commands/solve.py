@@ -169,7 +169,21 @@ def run(args) -> int:
   return 0
 
 
+def _heatmaps(plt, problem, shape, panels, figsize):
+  """One ``imshow`` panel per ``(values, title)`` over the 2-D domain (``t`` or ``y`` up)."""
+  extent = [*problem.domain[1], *problem.domain[0]]
+  fig, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
+  for ax, (values, title) in zip(axes[0], panels):
+    im = ax.imshow(values.reshape(shape), origin="lower", extent=extent, aspect="auto")
+    ax.set_title(title)
+    ax.set_xlabel(problem.coords[1])
+    ax.set_ylabel(problem.coords[0])
+    fig.colorbar(im, ax=ax)
+  return fig
+
+
 def _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, out):
+  from ntkpde.reporting import save_figure
   if len(problem.coords) == 1:
     x = x_test[:, 0]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -178,9 +192,7 @@ def _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, o
       ax.plot(x, mean, "--", label=f"t = {label}")
     ax.set_xlabel(problem.coords[0])
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "solution.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "solution.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, mean in zip(labels, means):
       ax.semilogy(x, np.abs(mean - exact) + 1e-300, label=f"t = {label}")
@@ -188,27 +200,11 @@ def _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, o
     ax.set_ylabel("|u_t - u*|")
     ax.legend(fontsize=8)
   else:
-    extent = [*problem.domain[1], *problem.domain[0]]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for ax, values, title in ((axes[0], exact, "exact"), (axes[1], means[-1], f"mean, t = {labels[-1]}")):
-      im = ax.imshow(values.reshape(shape), origin="lower", extent=extent, aspect="auto")
-      ax.set_title(title)
-      ax.set_xlabel(problem.coords[1])
-      ax.set_ylabel(problem.coords[0])
-      fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(out / "solution.png", dpi=120)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    im = ax.imshow(np.abs(means[-1] - exact).reshape(shape), origin="lower", extent=extent,
-                   aspect="auto")
-    ax.set_title(f"|u_t - u*|, t = {labels[-1]}")
-    ax.set_xlabel(problem.coords[1])
-    ax.set_ylabel(problem.coords[0])
-    fig.colorbar(im, ax=ax)
-  fig.tight_layout()
-  fig.savefig(out / "error.png", dpi=120)
-  plt.close(fig)
+    save_figure(_heatmaps(plt, problem, shape, [(exact, "exact"), (means[-1], f"mean, t = {labels[-1]}")],
+                          (9, 3.8)), out / "solution.png")
+    fig = _heatmaps(plt, problem, shape, [(np.abs(means[-1] - exact), f"|u_t - u*|, t = {labels[-1]}")],
+                    (5, 3.8))
+  save_figure(fig, out / "error.png")
   steps = np.logspace(-1, 8, 120)
   r = flow(steps)
   fig, ax = plt.subplots(figsize=(6, 4))
@@ -217,6 +213,4 @@ def _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, o
   ax.set_xlabel(f"optimiser steps (eta = {eta:.3g}, loss normalised by n = {n})")
   ax.set_ylabel("mean residual energy")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(out / "residual_energy.png", dpi=120)
-  plt.close(fig)
+  save_figure(fig, out / "residual_energy.png")
