@@ -256,6 +256,7 @@ def test_spectrum_sweep_resumes_and_skips_done_configurations(tmp_path, capsys):
   log = capsys.readouterr().out
   second = json.loads(out.read_text())
   assert len(second) == 4 and second[:2] == first and "skip" not in log
-  assert main(argv) == 0
+  assert main(argv + ["--plot", str(tmp_path / "sweep.png")]) == 0
   assert "2 already done" in capsys.readouterr().out
   assert json.loads(out.read_text()) == second
+  assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"

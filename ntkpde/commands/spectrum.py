@@ -129,6 +129,8 @@ def _plot(records, path: Path) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   import numpy as np
+
+  from ntkpde import reporting
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   for r in records:
     lam = np.asarray(r["eigenvalues"] if r.get("eigenvalues") is not None else [])
@@ -141,10 +143,7 @@ def _plot(records, path: Path) -> None:
   ax.set_ylabel("lambda_k / lambda_1 (Nystrom)")
   if len(ax.get_lines()) <= 12:
     ax.legend(fontsize=6)
-  fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  reporting.save_figure(fig, path)
 
 
 def run(args) -> int:
