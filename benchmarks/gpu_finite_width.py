@@ -32,7 +32,7 @@ def main(argv=None) -> int:
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   if args.quick:
-    widths, seeds, train_widths, train_seeds, steps = [32, 64, 128], [0, 1], [32, 64, 128], [0], 20
+    widths, seeds, train_widths, train_seeds, steps = [16, 32, 64], [0, 1], [16, 64], [0, 1], 10
   else:
     widths = [128, 256, 512, 1024, 2048, 4096, 8192]
     seeds, train_widths, train_seeds, steps = list(range(16)), [128, 512, 2048, 8192], [0, 1, 2], 1000
@@ -53,8 +53,7 @@ def main(argv=None) -> int:
     ax.set_xlabel("width")
     ax.set_ylabel("rms relative Frobenius error")
     ax.legend()
-    fig.savefig(out / f"opk2_depth{depth}.png", dpi=120)
-    plt.close(fig)
+    reporting.save_figure(fig, out / f"opk2_depth{depth}.png")
   start = time.perf_counter()
   print(f"[training] widths {train_widths}, {steps} steps", flush=True)
   sweep, _, eta = training_sweep(train_widths, train_seeds, steps, log=lambda m: print("   ", m, flush=True))
@@ -62,6 +61,15 @@ def main(argv=None) -> int:
                                **{k: v for k, v in sweep.items()},
                                "seconds": time.perf_counter() - start}
   reporting.write_json_atomic(path, record)
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for key, label in (("kernel_change", "max_t ||K_t - K_0|| / ||K_0||"),
+                     ("gap_infinite", "residual gap to infinite width"),
+                     ("gap_prediction", "prediction gap to infinite width")):
+    ax.loglog(train_widths, (sweep[key] ** 2).mean(axis=1) ** 0.5, "o-", label=label)
+  ax.set_xlabel("width")
+  ax.set_title(f"training, {steps} steps, seed rms", fontsize=9)
+  ax.legend(fontsize=7)
+  reporting.save_figure(fig, out / "opk3_training.png")
   print(f"results: {path}")
   return 0
 

@@ -179,3 +179,31 @@ def test_stored_gpu_results_are_read_and_marked(tmp_path):
   record["quick"] = True                                      # smoke runs are never used
   reporting.write_json_atomic(path, record)
   assert stored_gpu_outcome("OPK-2 depth 1", opk2._stored_measure, "e", "t", path) is None
+
+
+def test_gpu_script_smoke_run_feeds_the_stored_results_reader(tmp_path):
+  """benchmarks/gpu_finite_width.py --quick runs on CPU and writes what ``verify --full``
+  reads; a quick record is never used as stored evidence, a full one is, marked stored."""
+  import json
+  import sys
+  from pathlib import Path
+  sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+  try:
+    import gpu_finite_width
+  finally:
+    sys.path.pop(0)
+  from verification._finite_parts import stored_gpu_outcome
+  from verification.opk2 import EXPECTED, TOLERANCE, _stored_measure
+  assert gpu_finite_width.main(["--quick", "--out", str(tmp_path)]) == 0
+  record = json.loads((tmp_path / "finite_width.json").read_text())
+  assert set(record["stages"]) == {"OPK-2 depth 1", "OPK-2 depth 2", "OPK-3"}
+  assert all(np.isfinite(record["stages"]["OPK-3"]["kernel_change"]).ravel())
+  assert {p.name for p in tmp_path.glob("*.png")} == {"opk2_depth1.png", "opk2_depth2.png",
+                                                      "opk3_training.png"}
+  path = tmp_path / "finite_width.json"
+  assert stored_gpu_outcome("OPK-2 depth 1", _stored_measure, EXPECTED, TOLERANCE, path) is None
+  record.update(quick=False, device="NVIDIA H100 80GB HBM3, jax 0.11.2")
+  path.write_text(json.dumps(record))
+  outcome = stored_gpu_outcome("OPK-2 depth 1", _stored_measure, EXPECTED, TOLERANCE, path)
+  assert outcome.device == "stored: NVIDIA H100 80GB HBM3, jax 0.11.2"
+  assert outcome.measured["depth1"]["slope"] == round(record["stages"]["OPK-2 depth 1"]["slope"], 3)
