@@ -19,6 +19,7 @@ few fixed sizes so that different point counts share compilations.
 """
 import dataclasses
 import functools
+import warnings
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import jax
@@ -29,6 +30,10 @@ from ntkpde.operators import LinearOperator, differentiate
 
 GETS = ("ntk", "nngp")
 DEFAULT_TILE = 1024
+# Nested forward mode grows the compiled program about 3-4x per derivative order: first
+# calls of a depth-2 erf MLP kernel in 1-D (2 CPU cores) took 4 s at total order 4, 9 s at
+# 5, 32-40 s at 6 and over 4 minutes at 8 (biharmonic on both sides).
+SLOW_COMPILE_ORDER = 6
 
 
 class NonFiniteKernelError(FloatingPointError):
@@ -62,6 +67,11 @@ def _kernel(kernel_fn: Callable, get: str) -> Callable:
 
 @functools.lru_cache(maxsize=256)
 def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: str) -> Callable:
+  if t.order + s.order >= SLOW_COMPILE_ORDER:
+    warnings.warn(f"T_x S_x' K with T = {t}, S = {s} differentiates the kernel to total order "
+                  f"{t.order + s.order}: compiling it takes from half a minute (order 6) to "
+                  f"several minutes (order 8) on a CPU, once per operator pair and input shape.",
+                  stacklevel=3)
   return jax.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0))
 
 

@@ -276,3 +276,18 @@ def test_float64_is_far_more_accurate_than_float32():
   entry = measure(depth=1, names=("lap-lap",))["lap-lap"]
   assert entry["float32"] > 1e-9  # float32 (unit roundoff 6e-8) cannot do better: it ran
   assert entry["float64_vs_sympy"] < 1e-6 * entry["float32"]
+
+
+def test_high_total_order_warns_before_compiling(erf1):
+  """Total order >= 6 warns about compile time at construction (nothing is compiled here);
+  order 4 (Lap x Lap) does not."""
+  import warnings
+  from ntkpde.operator_kernels import SLOW_COMPILE_ORDER
+  u3 = parse("u_xxx", ("x",))
+  assert u3.order + u3.order == SLOW_COMPILE_ORDER
+  with pytest.warns(UserWarning, match="total order 6"):
+    ntkpde.operator_kernel(erf1.kernel_fn, u3, u3, get="nngp")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    lap = parse("u_xx + u_yy", XY)
+    ntkpde.operator_kernel(erf1.kernel_fn, lap, lap, get="nngp")
