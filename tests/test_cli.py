@@ -1,6 +1,7 @@
 """`ntkpde verify` writes report.md and results.json after every claim, reports claims
 that do not hold and claims that crash, and rejects unknown ids."""
 import json
+import re
 
 import pytest
 
@@ -17,7 +18,7 @@ def _holds(ctx):
 
 
 def _fails(ctx):
-  return Outcome(measured=0.5, expected="< 0.1", tolerance="0.1", passed=False)
+  return Outcome(measured={"||r||": 0.5}, expected="||r|| < 0.1", tolerance="0.1", passed=False)
 
 
 def _crashes(ctx):
@@ -45,6 +46,9 @@ def test_verify_writes_report_and_results(fake_claims, tmp_path, capsys):
   assert "boom" in records[2]["error"]
   report = (tmp_path / "report.md").read_text()
   assert "| FAKE-2 | paper A | **no** |" in report
+  rows = [line for line in report.splitlines() if line.startswith("| FAKE-")]
+  assert len(rows) == 3 and all(len(re.findall(r"(?<!\\)\|", row)) == 9 for row in rows)
+  assert "\\|\\|r\\|\\| < 0.1" in report  # norms escaped, not mangled
   assert "figures/fake.png" in report and (tmp_path / "figures" / "fake.png").exists()
   assert "1 of 3 claims hold, 1 errors" in capsys.readouterr().out
 

@@ -92,7 +92,7 @@ def _plot_line(kernel_fn, s, line, h0, others, path) -> str:
 
 
 CLAIMS = [Claim(
-    id="DLAB-1", paper="derivative-labels-ntk.txt",
+    id="DLAB-1", paper="derivative-labels-ntk",
     statement="Theta' = d_h,x Theta and Theta'' = d_h,x d_h,x' Theta: the derivative-label "
               "kernels are the operator kernels with T = directional derivative along h.",
     run=run)]

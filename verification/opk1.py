@@ -193,7 +193,7 @@ def run(ctx: Context) -> Outcome:
 
 
 CLAIMS = [Claim(
-    id="OPK-1", paper="operator-informed-ntk.txt",
+    id="OPK-1", paper="operator-informed-ntk",
     statement="The NTK of the residuals T u(x_i) - f_i is T_x S_x' K(x, x') (mixed channels "
               "give T_x S_x' K); analytic half: ntkpde's operator kernels agree with finite "
               "differences and SymPy closed forms for Laplacian, wave, Helmholtz-type, Neumann "

@@ -26,6 +26,11 @@ def add_arguments(parser) -> None:
                            "and run only the others")
 
 
+def _cell(value) -> str:
+  """A Markdown table cell: one line, ``|`` escaped (norms like ``||r||`` stay readable)."""
+  return str(value).replace("\n", " ").replace("|", "\\|")
+
+
 def _markdown(records, quick: bool, device: str) -> str:
   lines = [f"# ntkpde verification report ({'quick' if quick else 'full'})", "",
            f"Device: {device}. Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.", "",
@@ -33,9 +38,9 @@ def _markdown(records, quick: bool, device: str) -> str:
            "|---|---|---|---|---|---|---|---|"]
   for r in records:
     verdict = {True: "yes", False: "**no**"}.get(r["passed"], "error")
-    measured = str(r["measured"]).replace("|", "/").replace("\n", " ")
-    lines.append(f"| {r['id']} | {r['paper']} | {verdict} | {measured} | {r['expected']} | "
-                 f"{r['tolerance']} | {r['seconds']:.1f} | {r['device']} |")
+    cells = [r["id"], r["paper"], verdict, r["measured"], r["expected"], r["tolerance"],
+             f"{r['seconds']:.1f}", r["device"]]
+    lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
   for r in records:
     lines += ["", f"## {r['id']}", "", r["statement"], ""]
     if r.get("notes"):
