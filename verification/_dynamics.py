@@ -97,9 +97,11 @@ class Discriminator:
     self.kernel_fn = net.kernel_fn
     ident = operators.identity(("r",))
     d = operators.parse("u_r", ("r",))
-    self.K_ZS = np.asarray(ntkpde.operator_kernel(self.kernel_fn, ident, ident)(self.Z[:, None], self.S[:, None]))
+    self.K_ZS = np.asarray(ntkpde.operator_kernel(self.kernel_fn, ident, ident)(
+        self.Z[:, None], self.S[:, None]))
     self.K_SS = self.K_ZS[:len(self.S)]
-    self.dK_rS = np.asarray(ntkpde.operator_kernel(self.kernel_fn, d, ident)(self.r[:, None], self.S[:, None]))
+    self.dK_rS = np.asarray(ntkpde.operator_kernel(self.kernel_fn, d, ident)(
+        self.r[:, None], self.S[:, None]))
 
   def integrate(self, gradient, times, f0=None, rtol=1e-11, atol=1e-13):
     """``f(Z, t)`` for ``t`` in ``times`` by DOP853 (rows: times)."""

@@ -43,9 +43,10 @@ def opk1_finite_part(ctx):
   check = Check(f"rms error ratio width {widths[-1]}/{widths[0]}", "empirical NTK (finite width)",
                 ratio, 2 * expected, ratio <= 2 * expected)
   return PartResult("finite width (empirical block Gram -> analytic)", [check],
-                    notes=f"Finite half: seed-rms relative Frobenius errors {np.round(res['rms'], 4).tolist()} "
-                          f"at widths {widths} ({len(seeds)} seeds, depth {depth}; Laplacian and "
-                          f"Neumann channels in 2-D); ratio {ratio:.3f}, width^-1/2 predicts {expected:.3f}.")
+                    notes=f"Finite half: seed-rms relative Frobenius errors "
+                          f"{np.round(res['rms'], 4).tolist()} at widths {widths} ({len(seeds)} "
+                          f"seeds, depth {depth}; Laplacian and Neumann channels in 2-D); ratio "
+                          f"{ratio:.3f}, width^-1/2 predicts {expected:.3f}.")
 
 
 def dlab3_training_part(ctx):

@@ -47,7 +47,8 @@ def run(ctx):
   path = ctx.save_figure(fig, "adv3.png")
   passed = value_gap <= 1e-8 and gamma_gap <= 1e-6
   return Outcome(
-      measured={"f_t vs ODE": float(f"{value_gap:.1e}"), "gamma vs finite differences": float(f"{gamma_gap:.1e}"),
+      measured={"f_t vs ODE": float(f"{value_gap:.1e}"),
+                "gamma vs finite differences": float(f"{gamma_gap:.1e}"),
                 "gamma_i at t=1": np.round(gamma_closed[1], 4).tolist()},
       expected="f_t = f_0 + t f*; gamma_i = (1/N) d_r f_t(r_i)",
       tolerance="values 1e-8, derivatives 1e-6 (ODE + finite-difference error)",

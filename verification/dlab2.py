@@ -70,8 +70,10 @@ def run(ctx):
   y_dec = decoupled_y(G, labels, times)
   gap = np.abs(y_dec - y_exact).max() / np.abs(L).max()
   comm = {
-      "commutator_Theta_Theta2": np.linalg.norm(T @ Tpp - Tpp @ T) / (np.linalg.norm(T) * np.linalg.norm(Tpp)),
-      "commutator_Theta1_Theta2": np.linalg.norm(Tp @ Tpp - Tpp @ Tp) / (np.linalg.norm(Tp) * np.linalg.norm(Tpp)),
+      "commutator_Theta_Theta2":
+          np.linalg.norm(T @ Tpp - Tpp @ T) / (np.linalg.norm(T) * np.linalg.norm(Tpp)),
+      "commutator_Theta1_Theta2":
+          np.linalg.norm(Tp @ Tpp - Tpp @ Tp) / (np.linalg.norm(Tp) * np.linalg.norm(Tpp)),
       "asymmetry_Theta1": np.linalg.norm(Tp - Tp.T) / np.linalg.norm(Tp)}
   ctx.log(f"ODE gap {ode_gap:.1e}; decoupled gap {gap:.3g}; commutators {comm}")
   Gc, labels_c, _ = circle(12, seed=0, direction=("-y", "x"), equispaced=True)

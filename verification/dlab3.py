@@ -17,8 +17,9 @@ error ``<= n eps ||Theta*||``, the tolerance). Absolute values depend on the
 parameterisation and the points, so we compare the ratio with the paper's 0.57.
 
 ``PARTS`` lists the parts run by :func:`run`; each maps ``ctx`` to a dict with keys
-``measured``, ``passed``, ``figures``, ``notes`` (optionally ``expected``, ``tolerance``). A finite-width training part
-(convergence with vs without derivative labels) can be appended to ``PARTS``.
+``measured``, ``passed``, ``figures``, ``notes`` (optionally ``expected``, ``tolerance``).
+The finite-width training part (convergence with vs without derivative labels) is
+appended to ``PARTS`` at the end of this module (from ``verification._finite_parts``).
 """
 import matplotlib.pyplot as plt
 import numpy as np
@@ -78,7 +79,8 @@ def kernel_part(ctx):
                     f"(ratios {np.round(ratio, 4).tolist()}; median {np.median(ratio):.3g}, paper 0.57). "
                     f"lambda_min depends strongly on the closest pair of random angles (a draw with "
                     f"two nearly equal angles gives lambda_min ~ 0 for both kernels), so only the "
-                    f"inequality, not the paper's values, is reproducible without its exact points. With the trace weights the "
+                    f"inequality, not the paper's values, is reproducible without its exact "
+                    f"points. With the trace weights the "
                     f"smallest eigenvalue of W^1/2 Theta* W^1/2 is also below lambda_min(Theta) in "
                     f"{int(np.sum(rows[:, 4] < rows[:, 2]))} of {len(rows)} draws.")}
 

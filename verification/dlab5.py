@@ -7,7 +7,8 @@ of the empirical block Gram of the channels ``f`` (identity) and ``d_h f`` (``h 
 ``f(x) = x_1 x_2`` with derivative labels ``d_1 f = x_2`` on points ``x = (cos g, sin g)``,
 ``g ~ N(0, 1)``; erf MLP with 3 hidden layers (a "4-layer FNN"), NTK parameterisation;
 full-batch gradient descent on ``1/(2n)(||f - y||^2 + ||d_1 f - y'||^2)`` with
-``eta = n_res / lambda_max`` (``n_res`` residuals) of the analytic block Gram, angles at 4 (quick) or 11 checkpoints.
+``eta = n_res / lambda_max`` (``n_res`` residuals) of the analytic block Gram, angles at
+4 (quick) or 11 checkpoints.
 
 Measured: the fluctuation ``max_t max_j |cos a_j(t) - cos a_j(0)|`` per width (one seed
 per width in quick mode), its log-log slope in width, and its value nearest width 200

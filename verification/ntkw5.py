@@ -103,7 +103,8 @@ def run(ctx):
                 + str(dict(zip(out["names"], np.round(sigma, 3).tolist()))),
       passed=passed, figures=[path],
       notes=f"First-order relative std of a static N_eff = {n_eff} mean: "
-            f"{np.round(first_order, 3).tolist()}. hidden {hidden}, n = {n} residuals, {steps} steps, eta = {eta:.3e}; per-step wall "
+            f"{np.round(first_order, 3).tolist()}. hidden {hidden}, n = {n} residuals, "
+            f"{steps} steps, eta = {eta:.3e}; per-step wall "
             f"time exact {per_step['exact'] * 1e3:.2f} ms, sketch {per_step['sketch'] * 1e3:.2f} ms "
             f"on this machine (the exact kernel needs n = {n} VJPs, the sketch 1 VJP + 1 forward "
             f"pass). ||R||^2 went from {out['residual_sq'][0]:.3g} to {out['residual_sq'][-1]:.3g}.")

@@ -108,7 +108,8 @@ def evaluate(widths, out):
   d_slope, d_s = slopes["drift"]
   passed = k_slope <= -0.5 + 3 * k_s and d_slope <= 3 * d_s
   measured = {k: {"slope": round(s, 3), "spread": round(sd, 3)} for k, (s, sd) in slopes.items()}
-  measured["kernel_change_at_max_width"] = round(float(np.sqrt(np.mean(np.asarray(out["kernel_change"])[-1] ** 2))), 4)
+  rms_at_max_width = np.sqrt(np.mean(np.asarray(out["kernel_change"])[-1] ** 2))
+  measured["kernel_change_at_max_width"] = round(float(rms_at_max_width), 4)
   measured["drift_range"] = [round(float(np.min(out["drift"])), 3), round(float(np.max(out["drift"])), 3)]
   return measured, bool(passed), slopes
 
