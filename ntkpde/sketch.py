@@ -31,16 +31,24 @@ import numpy as np
 from ntkpde.finite import jacobian_matrix
 
 
+SKETCH_BATCH = 256
+
+
 def _axpy(a, x, y):
   return jax.tree_util.tree_map(lambda u, v: a * u + v, x, y)
+
+
+def _predictor_difference(residuals: Callable, params, g, dt: float):
+  """``dR = (R(theta + dt J^T g) - R(theta)) / dt``: the predictor step of Algorithm 2."""
+  r0, vjp = jax.vjp(residuals, params)
+  (direction,) = vjp(g)
+  return (residuals(_axpy(dt, direction, params)) - r0) / dt
 
 
 def sketch_sample(residuals: Callable, params, g, dt: float):
   """One sample of Algorithm 2 with probe ``g`` (``(n,)``): returns
   ``(K_hat, Tr_hat, dR)`` with ``dR = (R(theta + dt J^T g) - R(theta)) / dt``."""
-  r0, vjp = jax.vjp(residuals, params)
-  (direction,) = vjp(g)
-  dR = (residuals(_axpy(dt, direction, params)) - r0) / dt
+  dR = _predictor_difference(residuals, params, g, dt)
   outer = dR[:, None] * g[None, :]
   return (outer + outer.T) / 2, g @ dR, dR
 
@@ -49,14 +57,17 @@ def sketch_ntk(residuals: Callable, params, key, dt: float, num_samples: int = 1
   """Mean of ``num_samples`` i.i.d. samples of Algorithm 2: ``(K_hat, Tr_hat)``.
 
   ``residuals: params -> (n,)`` (e.g. :func:`ntkpde.finite.residual_fn`), ``dt > 0`` the
-  predictor step (bias ``O(dt)``, Thm 3; round-off ``~ eps ||R|| / dt``)."""
+  predictor step (bias ``O(dt)``, Thm 3; round-off ``~ eps ||R|| / dt``). Probes are
+  processed in batches of at most :data:`SKETCH_BATCH`, so memory is bounded by
+  ``SKETCH_BATCH`` parameter vectors plus ``num_samples`` residual vectors."""
   if not (np.isfinite(dt) and dt > 0):
     raise ValueError(f"dt must be a positive number, got {dt!r}.")
   if int(num_samples) < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
   n = jax.eval_shape(residuals, params).shape[0]
   probes = jax.random.normal(key, (int(num_samples), n))
-  dR = jax.vmap(lambda g: sketch_sample(residuals, params, g, dt)[2])(probes)
+  dR = jax.lax.map(lambda g: _predictor_difference(residuals, params, g, dt), probes,
+                   batch_size=min(int(num_samples), SKETCH_BATCH))
   # mean_j sym(dR_j g_j^T) = sym(dR^T G) / N, without forming the N matrices
   outer = dR.T @ probes / probes.shape[0]
   return (outer + outer.T) / 2, jnp.mean(jnp.sum(probes * dR, axis=1))

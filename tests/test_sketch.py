@@ -53,6 +53,18 @@ def test_sketch_mean_converges_within_theorem_4_bound():
   assert abs(float(tr_N) - np.trace(K)) < 5 * np.sqrt(2 * np.sum(K ** 2) / N)
 
 
+def test_sketch_mean_is_the_mean_of_single_samples_across_batches():
+  """``sketch_ntk`` batches its probes (SKETCH_BATCH); with a count that is not a multiple
+  of the batch its mean equals the explicit mean of Algorithm 2 samples on the same probes."""
+  N = sketch.SKETCH_BATCH + 44
+  key, dt = jax.random.PRNGKey(3), 1e-5
+  probes = jax.random.normal(key, (N, len(X)))
+  samples = [sketch.sketch_sample(residuals, THETA, g, dt) for g in probes]
+  K_N, tr_N = sketch.sketch_ntk(residuals, THETA, key, dt, N)
+  np.testing.assert_allclose(K_N, np.mean([k for k, _, _ in samples], axis=0), rtol=1e-12, atol=1e-12)
+  assert float(tr_N) == pytest.approx(float(np.mean([t for _, t, _ in samples])), rel=1e-12)
+
+
 def test_adaptive_training_exact_weights_first_step():
   _, K = closed_form_K(THETA)
   out = sketch.adaptive_training(residuals, THETA, SIZES, learning_rate=1e-3, steps=2)
