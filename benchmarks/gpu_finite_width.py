@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     print(f"[width sweep] depth {depth}, widths {widths}, {len(seeds)} seeds", flush=True)
     res = finite.width_sweep(lambda w: ntkpde.mlp(depth, w, "erf", W_STD, B_STD), poisson_channels(),
-                             widths, seeds, batch_size=8, log=lambda m: print("   ", m, flush=True))
+                             widths, seeds, log=lambda m: print("   ", m, flush=True))
     record["stages"][f"OPK-2 depth {depth}"] = {
         "widths": widths, "errors": res["errors"], "rms": res["rms"], "slope": res["slope"],
         "bootstrap_slope_std": res["bootstrap_slope_std"], "seconds": time.perf_counter() - start}

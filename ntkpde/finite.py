@@ -16,7 +16,12 @@ fluctuations of order ``width^(-1/2)`` (Jacot et al. 2018; claim OPK-2).
 (row ``i`` of the output depends only on row ``i`` of the input, as for every stax
 MLP), so one ``jvp`` differentiates a whole batch of points. Matrices are assembled
 from ``batch_size x batch_size`` tiles of one compiled shape, so memory is bounded by
-``2 * batch_size * n_params`` Jacobian entries, not by the number of points.
+the tile, not by the number of points: a tile holds the Jacobians of ``2 batch_size``
+operator-applied outputs and the reverse-mode intermediates of the nested ``jvp`` calls,
+measured at 20-106 bytes per (point x parameter) and side on CPU (docs/benchmarks.md;
+``u``: 20, ``u_x``: 25, ``u_xx``: 41, ``u_xx + u_yy``: 74, ``u_xxx``: 65). The default
+batch size keeps a tile within :data:`MEMORY_BUDGET` by the bound of
+:func:`tile_bytes_per_parameter`.
 """
 import functools
 from typing import Callable, Optional, Sequence, Tuple
@@ -29,7 +34,24 @@ from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, chec
                                      gram, tiled_evaluator)
 from ntkpde.operators import LinearOperator
 
-DEFAULT_BATCH = 64
+MAX_BATCH = 64
+MEMORY_BUDGET = 2 << 30  # bytes per tile for the default batch size
+
+
+def tile_bytes_per_parameter(op: LinearOperator) -> int:
+  """Upper bound on the bytes one point under ``op`` costs per network parameter in a
+  tile: ``8 + sum over terms of 16 * 2^order`` (1.2-2x the measured values above)."""
+  return 8 + sum(16 * 2 ** term.order for term in op.terms)
+
+
+def default_batch_size(params, T: LinearOperator, S: Optional[LinearOperator] = None) -> int:
+  """The largest batch (at most :data:`MAX_BATCH`, at least 1) whose tile stays within
+  :data:`MEMORY_BUDGET`: ``budget / (n_params (bytes(T) + bytes(S)))``. One point per side
+  is the minimum, so a network too large for even that needs more than the budget."""
+  S = T if S is None else S
+  n_params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
+  per_point = max(n_params, 1) * (tile_bytes_per_parameter(T) + tile_bytes_per_parameter(S))
+  return int(max(1, min(MAX_BATCH, MEMORY_BUDGET // per_point)))
 
 
 def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
@@ -68,17 +90,18 @@ def _check_scalar_network(apply_fn: Callable, params, dim: int) -> None:
 
 def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
                            S: Optional[LinearOperator] = None,
-                           batch_size: int = DEFAULT_BATCH) -> Callable:
+                           batch_size: Optional[int] = None) -> Callable:
   """Returns ``(x1, x2=None) -> Theta_hat_{T,S}(x1, x2)``, an ``(n1, n2)`` array, eq. (1).
 
   ``apply_fn(params, x)`` is a scalar (``out_dim=1``), row-local network such as
   ``ntkpde.mlp(...).apply_fn`` with ``params`` from its ``init_fn``; ``S`` defaults to
   ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. Work is done in
-  ``batch_size``-point tiles (memory ``~ 2 batch_size n_params`` floats). Raises
+  ``batch_size``-point tiles (default :func:`default_batch_size`: about 2 GiB). Raises
   ``TypeError``/``ValueError`` for bad operators, inputs or a non-scalar network (before
   any work) and ``NonFiniteKernelError`` for NaN/inf.
   """
-  S = check_operator_pair(T, S, batch_size, "batch_size")
+  S = check_operator_pair(T, S, 1 if batch_size is None else batch_size, "batch_size")
+  batch_size = default_batch_size(params, T, S) if batch_size is None else batch_size
   _check_scalar_network(apply_fn, params, T.dim)
   block = _compiled_block(apply_fn, T, S)
   return tiled_evaluator(lambda u, v: block(params, u, v), T, S, batch_size,
@@ -86,7 +109,7 @@ def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
 
 
 def empirical_gram(apply_fn: Callable, params, channels: Sequence,
-                   batch_size: int = DEFAULT_BATCH) -> BlockGram:
+                   batch_size: Optional[int] = None) -> BlockGram:
   """The empirical block Gram matrix ``[Theta_hat_{T_a,T_b}(X_a, X_b)]_{a,b}``: the finite-width
   counterpart of :func:`ntkpde.gram` over the same ``channels`` ``[(name, operator, X), ...]``.
   Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``)."""
@@ -172,7 +195,7 @@ def loglog_slope(x, y) -> Tuple[float, float, float]:
 
 
 def width_sweep(network_fn: Callable, channels: Sequence, widths: Sequence[int],
-                seeds: Sequence[int], batch_size: int = DEFAULT_BATCH,
+                seeds: Sequence[int], batch_size: Optional[int] = None,
                 log: Callable[[str], None] = None) -> dict:
   """Monte Carlo over initialisations and widths of the empirical block Gram's error.
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde.finite import DEFAULT_BATCH, channel_data, empirical_gram, stacked_residuals
+from ntkpde.finite import channel_data, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
 
@@ -122,7 +122,7 @@ def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_r
 def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=None,
           learning_rate: float = 1.0, steps: int = 100, checkpoints=None,
           optimizer: str = "gd", record_kernel: bool = False,
-          batch_size: int = DEFAULT_BATCH, x_test=None) -> TrainingResult:
+          batch_size: Optional[int] = None, x_test=None) -> TrainingResult:
   """Full-batch training of ``apply_fn`` on ``L = 1/(2n) r^T A r`` for ``steps`` steps.
 
   ``channels`` ``[(name, operator, X), ...]`` and ``targets`` (one ``(n_c,)`` array per

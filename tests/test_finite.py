@@ -207,3 +207,20 @@ def test_gpu_script_smoke_run_feeds_the_stored_results_reader(tmp_path):
   outcome = stored_gpu_outcome("OPK-2 depth 1", _stored_measure, EXPECTED, TOLERANCE, path)
   assert outcome.device == "stored: NVIDIA H100 80GB HBM3, jax 0.11.2"
   assert outcome.measured["depth1"]["slope"] == round(record["stages"]["OPK-2 depth 1"]["slope"], 3)
+
+
+def test_default_batch_keeps_a_tile_within_the_memory_budget():
+  """bytes(Lap) = 8 + 2 * 16 * 2^2 = 136 per point and parameter, bytes(u) = 24; the batch is
+  the budget over ``n_params (bytes(T) + bytes(S))``, clipped to [1, MAX_BATCH]."""
+  from ntkpde.operators import identity
+  ident = identity(("x", "y"))
+  assert finite.tile_bytes_per_parameter(LAP) == 136
+  assert finite.tile_bytes_per_parameter(ident) == 24
+
+  def params(n):
+    return {"w": jax.ShapeDtypeStruct((n,), jnp.float64)}
+  assert finite.default_batch_size(params(1000), LAP) == finite.MAX_BATCH
+  n = 10 ** 6
+  assert finite.default_batch_size(params(n), LAP, ident) == finite.MEMORY_BUDGET // (n * 160)
+  assert finite.default_batch_size(params(n), LAP) == finite.MEMORY_BUDGET // (n * 272) == 7
+  assert finite.default_batch_size(params(8192 ** 2), LAP) == 1
