@@ -124,8 +124,9 @@ def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> Tuple[np.
   n1, n2 = len(x1), len(x2)
   out = np.empty((n1, n2))
   bad = 0
+  columns = list(_blocks(x2, tile))
   for i, a in _blocks(x1, tile):
-    for j, b in _blocks(x2, tile):
+    for j, b in columns:
       block = np.asarray(fn(a, b))[:min(len(a), n1 - i), :min(len(b), n2 - j)]
       bad += block.size - int(np.count_nonzero(np.isfinite(block)))
       out[i:i + block.shape[0], j:j + block.shape[1]] = block

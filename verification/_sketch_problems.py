@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde import finite, operators
+from ntkpde import finite, operators, weights
 from ntkpde._compat import import_neural_tangents
+from ntkpde.operator_kernels import BlockGram
 
 stax = import_neural_tangents().stax
 
@@ -80,3 +81,13 @@ def wave_problem(seed=0, hidden=(64, 64), n_interior=40, n_edge=10):
              np.sin(np.pi * xs) + 0.5 * np.sin(4 * np.pi * xs), np.zeros(n_edge)]
   sizes = {name: len(x) for name, _, x in chans}
   return finite.residual_fn(apply_fn, chans, targets), params, sizes
+
+
+def trace_weights_and_step(K, sizes, fraction: float):
+  """``(lambda, eta)``: the NTK trace weights ``lambda_c = Tr K / Tr K_cc`` (eq. 5,
+  :func:`ntkpde.weights.trace_weights`) per channel, in ``sizes`` order, and the step
+  ``eta = fraction * n / lambda_max(Lambda^1/2 K Lambda^1/2)`` (ntkpde's loss units)."""
+  lam = weights.trace_weights(BlockGram(jnp.asarray(K), tuple(sizes), dict(sizes)))
+  root = np.sqrt(weights.per_residual(lam, sizes))
+  eta = fraction * len(K) / np.linalg.eigvalsh(root[:, None] * K * root[None, :]).max()
+  return np.array([lam[c] for c in sizes]), eta

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from ntkpde import sketch  # noqa: E402
 from verification import Claim, Outcome  # noqa: E402
-from verification._sketch_problems import wave_problem  # noqa: E402
+from verification._sketch_problems import trace_weights_and_step, wave_problem  # noqa: E402
 
 ALPHA = 0.01
 
@@ -47,9 +47,7 @@ def run(ctx):
   n = len(K)
   ids = np.repeat(np.arange(len(sizes)), list(sizes.values()))
   blocks = [K[ids == c][:, ids == c] for c in range(len(sizes))]
-  lam0 = np.trace(K) / np.array([np.trace(b) for b in blocks])
-  root = np.sqrt(lam0[ids])
-  eta = 1e-2 * n / np.linalg.eigvalsh(root[:, None] * K * root[None, :]).max()
+  lam0, eta = trace_weights_and_step(K, sizes, 1e-2)
   dt = 1e-4 / np.linalg.eigvalsh(K).max()
   def sym_rows(c):                 # sym(E_c K): the block-trace estimator is g^T E_c K g
     A = np.where((ids == c)[:, None], K, 0.0)
