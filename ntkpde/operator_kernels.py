@@ -94,7 +94,9 @@ def _check_points(x, op: LinearOperator, name: str) -> np.ndarray:
   if x.ndim != 2 or x.shape[1] != op.dim:
     raise ValueError(f"{name} must have shape (n, {op.dim}) for coordinates {list(op.coords)}, "
                      f"got {x.shape}.")
-  if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+  if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+    raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}.")
+  if not np.all(np.isfinite(x)):
     raise ValueError(f"{name} must hold finite numbers.")
   return x.astype(np.float64)
 
@@ -186,10 +188,14 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
 
 @dataclasses.dataclass(frozen=True)
 class Channel:
-  """A residual channel: its name, the operator applied to ``u``, and its points."""
+  """A residual channel: its name, the operator applied to ``u``, and its points.
+  Unpacks like the tuple ``(name, operator, points)``."""
   name: str
   operator: LinearOperator
   points: np.ndarray
+
+  def __iter__(self):
+    return iter((self.name, self.operator, self.points))
 
 
 @jax.tree_util.register_pytree_node_class

@@ -12,14 +12,17 @@ network applied to a batch, or a kernel ``K(X1, X2)`` seen as a function of
 """
 import dataclasses
 import functools
+import numbers
 import re
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import sympy
 from sympy.core.function import AppliedUndef
-from sympy.parsing.sympy_parser import parse_expr
+
+from ntkpde.expressions import MAX_DERIVATIVE_ORDER, is_zero, parse_expression
 
 UNKNOWN = "u"
 Coords = Tuple[str, ...]
@@ -53,13 +56,27 @@ def _check_coords(coords) -> Coords:
 
 
 def _coefficient(value, coords: Coords) -> sympy.Expr:
-  """A coefficient as a SymPy expression of the coordinates only."""
-  expr = sympy.sympify(value, locals=dict(zip(coords, _coord_symbols(coords))))
+  """A coefficient as a SymPy expression of the coordinates only: a real number, a
+  SymPy expression, or text (parsed safely by :mod:`ntkpde.expressions`)."""
+  if isinstance(value, str):
+    expr = parse_expression(value, dict(zip(coords, _coord_symbols(coords))),
+                            what="coefficient")
+  elif isinstance(value, sympy.Expr):
+    expr = value
+  elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if not np.isfinite(float(value)):
+      raise ValueError(f"coefficient {value!r} is not finite.")
+    expr = sympy.Integer(int(value)) if float(value).is_integer() else sympy.Float(float(value))
+  else:
+    raise ValueError(f"coefficient {value!r} must be a real number, a SymPy expression or text "
+                     f"such as '1 + x'; got {type(value).__name__}.")
   allowed = set(_coord_symbols(coords))
   unknown = {str(s) for s in expr.free_symbols if s not in allowed}
-  if unknown or expr.atoms(AppliedUndef):
-    raise ValueError(f"coefficient {value!r} uses {sorted(unknown) or 'an undefined function'}; "
+  if unknown or expr.atoms(AppliedUndef) or expr.atoms(sympy.Derivative):
+    raise ValueError(f"coefficient {value!r} uses {sorted(unknown) or 'a function of u'}; "
                      f"coefficients may use only the coordinates {list(coords)}.")
+  if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+    raise ValueError(f"coefficient {value!r} is not a finite real expression.")
   return expr
 
 
@@ -161,13 +178,30 @@ def _merge(coords: Coords, terms) -> LinearOperator:
   by_index: Dict[Tuple[int, ...], sympy.Expr] = {}
   for t in terms:
     by_index[t.multi_index] = by_index.get(t.multi_index, sympy.Integer(0)) + t.coefficient
-  merged = tuple(Term(sympy.simplify(c), a) for a, c in sorted(by_index.items())
-                 if sympy.simplify(c) != 0)
+  merged = tuple(Term(c, a) for a, c in sorted(by_index.items()) if not is_zero(c))
   return LinearOperator(coords, merged)
+
+
+def _check_params(params, coords: Coords) -> Dict[str, float]:
+  """Parameter names are plain identifiers distinct from the coordinates and ``u``;
+  values are finite real numbers."""
+  params = dict(params or {})
+  for name, value in params.items():
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", name):
+      raise ValueError(f"parameter name {name!r} must be alphanumeric, starting with a letter.")
+    if name in coords or name == UNKNOWN:
+      raise ValueError(f"parameter name {name!r} clashes with the coordinates or {UNKNOWN!r}.")
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+        or not np.isfinite(float(value))):
+      raise ValueError(f"parameter {name}={value!r} must be a finite real number.")
+  return {name: float(value) for name, value in params.items()}
 
 
 def _split_suffix(suffix: str, coords: Coords, token: str) -> Tuple[int, ...]:
   """``"xxy"`` -> multi-index over ``coords``; longest coordinate names first."""
+  if not suffix or len(suffix) > MAX_DERIVATIVE_ORDER * max(map(len, coords)):
+    raise ValueError(f"cannot read {token!r}: a derivative subscript names 1 to "
+                     f"{MAX_DERIVATIVE_ORDER} coordinates.")
   counts = [0] * len(coords)
   order = sorted(range(len(coords)), key=lambda i: -len(coords[i]))
   rest = suffix
@@ -196,26 +230,22 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
   ``u`` (forcing belongs in the targets), and unknown symbols or functions.
   """
   coords = _check_coords(coords)
-  params = dict(params or {})
-  clash = set(params) & (set(coords) | {UNKNOWN})
-  if clash:
-    raise ValueError(f"parameter names {sorted(clash)} clash with the coordinates or {UNKNOWN!r}.")
+  params = _check_params(params, coords)
   symbols = _coord_symbols(coords)
   u = sympy.Function(UNKNOWN)(*symbols)
-
-  def subscript(match):
-    index = _split_suffix(match.group(1), coords, match.group(0))
-    args = ", ".join(f"{c}, {k}" for c, k in zip(coords, index) if k)
-    return f"Derivative({UNKNOWN}, {args})"
-
-  text = re.sub(rf"\b{UNKNOWN}_([A-Za-z0-9]+)\b", subscript, expr)
   local = {c: s for c, s in zip(coords, symbols)}
   local.update({p: sympy.Symbol(p) for p in params})
   local[UNKNOWN] = u
-  try:
-    parsed = parse_expr(text, local_dict=local)
-  except (SyntaxError, TypeError, sympy.SympifyError) as err:
-    raise ValueError(f"cannot parse operator {expr!r}: {err}") from err
+
+  def subscript(name: str):
+    if not name.startswith(UNKNOWN + "_"):
+      raise ValueError(f"in {expr!r}: unknown symbol(s) {[name]}; coordinates are "
+                       f"{list(coords)}, parameters are {sorted(params) or 'none'} "
+                       f"(pass params={{name: value}}).")
+    index = _split_suffix(name[len(UNKNOWN) + 1:], coords, name)
+    return sympy.diff(u, *[(s, k) for s, k in zip(symbols, index) if k])
+
+  parsed = parse_expression(expr, local, resolve=subscript, derivatives=True, what="operator")
 
   # Replace u and its derivatives by placeholders p_alpha; T is linear iff it is
   # affine-free and linear in the placeholders.
@@ -230,6 +260,9 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
         raise ValueError(f"in {expr!r}: derivative with respect to {var}, which is not one "
                          f"of the coordinates {list(coords)}.")
       counts[symbols.index(var)] += int(k)
+    if sum(counts) > MAX_DERIVATIVE_ORDER:
+      raise ValueError(f"in {expr!r}: {d} has order {sum(counts)}; the limit is "
+                       f"{MAX_DERIVATIVE_ORDER} per term.")
     placeholders.setdefault(tuple(counts), sympy.Dummy())
     parsed = parsed.subs(d, placeholders[tuple(counts)])
   placeholders.setdefault((0,) * len(coords), sympy.Dummy())
@@ -246,15 +279,15 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
                      f"{list(coords)}, parameters are {sorted(params) or 'none'} "
                      f"(pass params={{name: value}}).")
   ps = list(placeholders.values())
-  if sympy.simplify(parsed.subs({p: 0 for p in ps})) != 0:
+  if not is_zero(parsed.subs({p: 0 for p in ps})):
     raise ValueError(f"in {expr!r}: a term does not contain {UNKNOWN}; only linear "
                      f"operators are supported (put forcing terms into the targets).")
   for p in ps:
     for q in ps:
-      if sympy.simplify(sympy.diff(parsed, p, q)) != 0:
+      if not is_zero(sympy.diff(parsed, p, q)):
         raise ValueError(f"{expr!r} is nonlinear in {UNKNOWN}; only linear differential "
                          f"operators are supported.")
-  values = {local[p]: sympy.nsimplify(v) if float(v).is_integer() else sympy.Float(v)
+  values = {local[p]: sympy.Integer(int(v)) if float(v).is_integer() else sympy.Float(float(v))
             for p, v in params.items()}
   terms = [Term(sympy.diff(parsed, p).subs(values), index) for index, p in placeholders.items()]
   op = _merge(coords, terms)

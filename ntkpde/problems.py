@@ -29,6 +29,7 @@ import sympy
 from scipy.stats import qmc
 
 from ntkpde import input_maps, operators
+from ntkpde.expressions import parse_expression
 from ntkpde.operator_kernels import Channel
 
 SAMPLERS = ("uniform", "grid", "sobol", "lhs")
@@ -104,7 +105,7 @@ class Problem:
     local = dict(zip(self.coords, self.symbols))
     local.update({p: sympy.Float(v) if not float(v).is_integer() else sympy.Integer(int(v))
                   for p, v in self.params.items()})
-    expr = sympy.sympify(self.exact, locals=local)
+    expr = parse_expression(self.exact, local, what=f"exact solution of problem {self.name!r}")
     extra = {str(s) for s in expr.free_symbols} - set(self.coords)
     if extra:
       raise ValueError(f"problem {self.name!r}: exact solution uses unknown symbols {sorted(extra)}.")
@@ -130,7 +131,7 @@ class Problem:
         if k:
           derivative = sympy.diff(derivative, sym, k)
       total += term.coefficient * derivative
-    return sympy.simplify(total)
+    return total
 
   def _lambdify(self, expr: sympy.Expr) -> Callable[[np.ndarray], np.ndarray]:
     fn = sympy.lambdify(self.symbols, expr, modules="numpy")

@@ -117,7 +117,7 @@ def test_user_problem_in_a_few_lines_and_params():
 def test_bad_problems_and_requests_fail_clearly():
   with pytest.raises(ValueError, match="nonlinear"):
     problems.Problem("bad", ("x",), ((0, 1),), "x", (problems.ChannelSpec("i", "u*u_x", "interior", 4),))
-  with pytest.raises(ValueError, match="unknown symbols"):
+  with pytest.raises(ValueError, match="unknown name .z."):
     problems.Problem("bad", ("x",), ((0, 1),), "x + z", (problems.ChannelSpec("i", "u", "interior", 4),))
   with pytest.raises(ValueError, match="empty interval"):
     problems.Problem("bad", ("x",), ((1, 0),), "x", (problems.ChannelSpec("i", "u", "interior", 4),))
