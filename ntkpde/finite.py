@@ -58,8 +58,15 @@ def default_batch_size(params, T: LinearOperator, S: Optional[LinearOperator] = 
 def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
   """``(params, X) -> (T u)(X; params)``, shape ``(n,)``, for a scalar row-local network."""
   def tu(params, x):
-    return T(lambda z: apply_fn(params, z)[:, 0])(x)
+    return T(lambda z: _scalar_output(apply_fn(params, z)))(x)
   return tu
+
+
+def _scalar_output(u):
+  if u.ndim != 2 or u.shape[1] != 1:
+    raise ValueError(f"residuals need a scalar network: apply_fn must return shape (n, 1), got "
+                     f"{u.shape}; build it with out_dim=1.")
+  return u[:, 0]
 
 
 def _flat_jacobian(tu: Callable, params, x) -> jax.Array:
