@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkpde import smoothness
 from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, check_operator_pair,
                                      gram, tiled_evaluator)
 from ntkpde.operators import LinearOperator
@@ -57,8 +58,15 @@ def default_batch_size(params, T: LinearOperator, S: Optional[LinearOperator] = 
 def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
   """``(params, X) -> (T u)(X; params)``, shape ``(n,)``, for a scalar row-local network."""
   def tu(params, x):
-    return T(lambda z: apply_fn(params, z)[:, 0])(x)
+    return T(lambda z: _scalar_output(apply_fn(params, z)))(x)
   return tu
+
+
+def _scalar_output(u):
+  if u.ndim != 2 or u.shape[1] != 1:
+    raise ValueError(f"residuals need a scalar network: apply_fn must return shape (n, 1), got "
+                     f"{u.shape}; build it with out_dim=1.")
+  return u[:, 0]
 
 
 def _flat_jacobian(tu: Callable, params, x) -> jax.Array:
@@ -103,6 +111,7 @@ def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
   S = check_operator_pair(T, S, 1 if batch_size is None else batch_size, "batch_size")
   batch_size = default_batch_size(params, T, S) if batch_size is None else batch_size
   _check_scalar_network(apply_fn, params, T.dim)
+  smoothness.check_apply_fn(apply_fn, params, T.dim, max(T.order, S.order), f"T = {T}, S = {S}")
   block = _compiled_block(apply_fn, T, S)
   return tiled_evaluator(lambda u, v: block(params, u, v), T, S, batch_size,
                          f"empirical T_x S_x' Theta with T = {T}, S = {S}")

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkpde import smoothness
 from ntkpde.operators import LinearOperator, differentiate
 
 GETS = ("ntk", "nngp")
@@ -182,6 +183,7 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
     raise ValueError(f"get must be one of {GETS}, got {get!r}.")
   S = check_operator_pair(T, S, tile)
   _check_operator_order(kernel_fn, T, S)
+  smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order, f"T_x S_x' K with T = {T}, S = {S}")
   return tiled_evaluator(_compiled(kernel_fn, T, S, get), T, S, tile,
                          f"T_x S_x' K with T = {T}, S = {S}")
 

@@ -26,6 +26,7 @@ Linear algebra runs in NumPy/SciPy float64 (LAPACK ``eigh``, ``eig``, ``pocon``,
 kernels come from JAX.
 """
 import dataclasses
+import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ import scipy.linalg
 
 from ntkpde import operators
 from ntkpde.operator_kernels import BlockGram, as_channels, gram, operator_kernel
+from ntkpde.spectrum import as_matrix
 from ntkpde.weights import RULES, Weights, per_residual
 
 EPS = np.finfo(np.float64).eps
@@ -54,62 +56,88 @@ def _as_times(t, what: str = "t") -> np.ndarray:
   return arr
 
 
-def _check_square(K, name: str = "K") -> np.ndarray:
-  K = np.asarray(K, dtype=np.float64)
-  if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
-    raise ValueError(f"{name} must be a non-empty square matrix, got shape {K.shape}.")
-  if not np.all(np.isfinite(K)):
-    raise ValueError(f"{name} has NaN or inf entries.")
+def _check_kernel(K, what: str = "K") -> np.ndarray:
+  """``K`` as a finite square float64 matrix that is not all zero."""
+  K = as_matrix(K, what)
+  if not np.any(K):
+    raise ValueError(f"the kernel Gram matrix {what} is zero (e.g. W_std = 0): the network does "
+                     f"not move, so there are no dynamics to compute. Use W_std > 0.")
   return K
 
 
-def _check_weights(weights, n: int) -> np.ndarray:
-  if weights is None:
-    return np.ones(n)
-  A = np.asarray(weights, dtype=np.float64)
-  if A.shape not in ((n,), (n, n)):
-    raise ValueError(f"weights must be a vector ({n},) or a matrix ({n}, {n}); got {A.shape}.")
-  if not np.all(np.isfinite(A)):
-    raise ValueError("weights have NaN or inf entries.")
-  return A
-
-
 def _tolerance(lam: np.ndarray) -> float:
-  """Eigenvalues of ``c K A`` below this (``n eps lambda_max``) are zero to working precision."""
+  """Eigenvalues of ``c K A`` below this (``n eps lambda_max``) are zero to working precision:
+  they are rounding on exact zero modes, which the flow never moves, so every spectral
+  function below treats them as exactly zero at every time."""
   return len(lam) * EPS * float(np.abs(lam).max(initial=0.0))
+
+
+def _stable_rate(lam: np.ndarray) -> float:
+  """Supremum of ``c`` with ``|1 - c l| < 1`` for the eigenvalues ``l`` of ``K A``
+  (``2 / lambda_max`` for real positive ``l``; ``min 2 Re(l) / |l|^2`` in general; 0 if one has
+  a negative real part; inf if all are zero)."""
+  lam = lam[np.abs(lam) > _tolerance(lam)]
+  if lam.size == 0:
+    return np.inf
+  if np.any(np.real(lam) < 0):
+    return 0.0
+  return float(np.min(2 * np.real(lam) / np.abs(lam) ** 2))
+
+
+def max_stable_learning_rate(K, weights: Weights = None) -> float:
+  """The largest stable step ``eta`` of gradient descent on ``L = 1/(2n) r^T A r``.
+
+  The residuals move as ``r_{k+1} = (I - (eta/n) K A) r_k``, which converges iff
+  ``|1 - (eta/n) l| < 1`` on every non-zero eigenvalue ``l`` of ``K A``: for symmetric PSD
+  ``A``, ``eta < 2 n / lambda_max(K A)``. This is the ``learning_rate`` of
+  :func:`gradient_descent_mse_ensemble`, :func:`ntkpde.training.train` and ``ntkpde solve``;
+  for :func:`residual_flow` (no ``1/n``) divide by ``n``
+  (``ResidualFlow.max_stable_learning_rate``). ``weights`` as in
+  :func:`ntkpde.weights.per_residual` over the residuals of ``K``."""
+  K = _check_kernel(K)
+  n = len(K)
+  A = per_residual(weights, {"residuals": n})
+  return n * _stable_rate(_decompose(K, A, 1.0).lam)
 
 
 def _exp_fns(t: np.ndarray, tol: float):
   """``h(l) = exp(-l t)`` and ``g(l) = (1 - h(l)) / l`` over times ``t`` (shape ``(n_t, n)``).
 
   ``g`` is ``t`` at ``l = 0`` (series ``t (1 - l t / 2)`` where ``|l t| < 1e-8``, error
-  ``(l t)^2 / 6 < 1e-16``). At ``t = inf``: ``h = 1`` and ``g = 0`` on modes with
-  ``|l| <= tol`` (they do not move), ``h = 0`` and ``g = 1 / l`` on the others."""
+  ``(l t)^2 / 6 < 1e-16``). Modes with ``|l| <= tol`` are rounding on exact zero modes: at
+  every ``t`` they keep ``h = 1`` (they do not move) and ``g = 0`` (an exact zero mode of
+  ``c B K B`` carries no gain: ``K B u = 0`` implies ``Theta(x, X) B u = 0``), so a large
+  finite ``t`` agrees with ``t = inf``, where ``h = 0`` and ``g = 1 / l`` on the other modes."""
   finite = np.isfinite(t)[:, None]
   tt = np.where(finite, t[:, None], 0.0)
 
   def h(lam):
-    inf_value = np.where(np.abs(lam) <= tol, 1.0, 0.0)[None, :]
-    return np.where(finite, np.exp(-lam[None, :] * tt), inf_value)
+    zero = np.abs(lam[None, :]) <= tol
+    with np.errstate(over="ignore"):
+      moving = np.where(finite, np.exp(-lam[None, :] * tt), 0.0)
+    return np.where(zero, 1.0, moving)
 
   def g(lam):
     lam2 = lam[None, :]
     x = lam2 * tt
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
       direct = -np.expm1(-x) / lam2
-      inf_value = np.where(np.abs(lam2) <= tol, 0.0, 1.0 / lam2)
+      inf_value = 1.0 / lam2
     series = tt * (1 - x / 2)
-    return np.where(finite, np.where(np.abs(x) < 1e-8, series, direct), inf_value)
+    moving = np.where(finite, np.where(np.abs(x) < 1e-8, series, direct), inf_value)
+    return np.where(np.abs(lam2) <= tol, 0.0, moving)
   return h, g
 
 
-def _power_fns(k: np.ndarray):
+def _power_fns(k: np.ndarray, tol: float):
   """``h(l) = (1 - l)^k`` and ``g(l) = (1 - h(l)) / l = sum_{j<k} (1 - l)^j`` (``k`` at ``l = 0``;
-  ``-expm1(k log1p(-l)) / l`` for ``|l| < 1/2`` keeps small eigenvalues accurate)."""
+  ``-expm1(k log1p(-l)) / l`` for ``|l| < 1/2`` keeps small eigenvalues accurate); modes with
+  ``|l| <= tol`` are exact zero modes (``h = 1``), as in :func:`_exp_fns`."""
   kk = k[:, None].astype(np.float64)
 
   def h(lam):
-    return (1 - lam[None, :]) ** kk
+    with np.errstate(over="ignore", invalid="ignore"):
+      return np.where(np.abs(lam[None, :]) <= tol, 1.0, (1 - lam[None, :]) ** kk)
 
   def g(lam):
     lam2 = lam[None, :]
@@ -241,13 +269,7 @@ class ResidualFlow:
     """The supremum of learning rates for which ``steps`` does not diverge: ``2 / lambda_max(K A)``
     for symmetric PSD ``A`` (``|1 - c l| < 1``); in general ``min 2 Re(l) / |l|^2`` over the
     non-zero eigenvalues ``l`` of ``K A`` (0 if one has a negative real part)."""
-    lam = self._d.lam / self._d.c
-    lam = lam[np.abs(lam) > _tolerance(lam)]
-    if lam.size == 0:
-      return np.inf
-    if np.any(np.real(lam) < 0):
-      return 0.0
-    return float(np.min(2 * np.real(lam) / np.abs(lam) ** 2))
+    return _stable_rate(self._d.lam / self._d.c)
 
   def __call__(self, t) -> np.ndarray:
     times = _as_times(t)
@@ -273,11 +295,16 @@ class ResidualFlow:
       raise ValueError(f"k must be non-negative integers (scalar or 1-D), got {k!r}.")
     flat = np.atleast_1d(ks)
     d = self._d
+    limit = self.max_stable_learning_rate
+    if d.c > limit * (1 + 1e-9) and np.any(flat > 0):
+      warnings.warn(f"learning_rate {d.c:.6g} is above max_stable_learning_rate = {limit:.6g} "
+                    f"(2 / lambda_max(K A)): gradient descent diverges; the residuals grow "
+                    f"geometrically with k.", RuntimeWarning, stacklevel=2)
     if d.method == "expm":
       step = np.eye(d.n) - d.M
       out = np.stack([np.linalg.matrix_power(step, int(j)) @ self.r0 for j in flat])
     else:
-      out = d.propagate(*_power_fns(flat), self.r0)
+      out = d.propagate(*_power_fns(flat, _tolerance(d.lam)), self.r0)
     return out.reshape(ks.shape + (d.n,))
 
 
@@ -291,14 +318,14 @@ def residual_flow(K, r0, weights=None, learning_rate: float = 1.0) -> ResidualFl
   ``c K A`` with an eigenvector-condition check (``MAX_EIGVEC_COND``) and
   ``scipy.linalg.expm`` as the fallback. Returns a :class:`ResidualFlow`.
   """
-  K = _check_square(K)
+  K = _check_kernel(K)
   n = len(K)
   r0 = np.asarray(r0, dtype=np.float64)
   if r0.shape != (n,):
     raise ValueError(f"r0 must have shape ({n},) to match K, got {r0.shape}.")
   if not np.all(np.isfinite(r0)):
     raise ValueError("r0 has NaN or inf entries.")
-  A = _check_weights(weights, n)
+  A = per_residual(weights, {"residuals": n})
   if not (np.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
   return ResidualFlow(_decompose(K, A, float(learning_rate)), r0)
@@ -328,22 +355,6 @@ def _add_diagonal_regularizer(K: np.ndarray, diag_reg: float) -> np.ndarray:
   return K + diag_reg * np.trace(K) / len(K) * np.eye(len(K))
 
 
-def _cho_factor_checked(K: np.ndarray, get: str):
-  """Cholesky factor of ``K``, or ``ValueError`` suggesting ``diag_reg`` when ``K`` is
-  singular to working precision (LAPACK ``pocon`` reciprocal condition below ``eps``)."""
-  hint = (f"The {get} Gram matrix of the training channels is singular to working precision, "
-          f"so the t = inf solve is meaningless. Pass diag_reg > 0 (relative to Tr(K)/n, e.g. "
-          f"diag_reg=1e-10) or evaluate at a finite t.")
-  try:
-    factor = scipy.linalg.cho_factor(K, lower=True)
-  except np.linalg.LinAlgError:
-    raise ValueError(hint + " (Cholesky failed: the matrix is not positive definite.)") from None
-  rcond, info = scipy.linalg.lapack.dpocon(factor[0], np.abs(K).sum(axis=0).max(), uplo="L")
-  if info != 0 or not rcond >= EPS:
-    raise ValueError(hint + f" (reciprocal condition number {rcond:.1e} < eps.)")
-  return factor
-
-
 def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targets: Sequence,
                                   learning_rate: float = 1.0, weights: Weights = None,
                                   diag_reg: float = 0.0) -> Callable:
@@ -367,15 +378,20 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
   regularised Gram there, as nt does). ``G`` comes from one factorisation
   (see the module docstring): for ``A = B^2`` symmetric PSD,
   ``G(t) = c B U diag((1 - e^{-l t})/l) U^T B`` with ``c B Theta B = U diag(l) U^T``.
-  At ``t = inf`` (``t=None``) ``G = Theta_PP^{-1}`` on the channels of positive weight
-  (``Theta^{-1}`` for invertible matrix ``A``), computed by a Cholesky solve.
+  At ``t = inf`` (``t=None``) ``G`` is the limit of the flow in the same eigenbasis,
+  ``c B U diag(1/l) U^T B`` over the modes with ``l > n eps l_max``: eigenvalues at rounding
+  level are exact zero modes, which the flow never moves (and which carry no gain at any
+  ``t``), so a rank-deficient ``Theta`` needs no regulariser and a large finite ``t`` tends
+  to ``t = inf`` (for invertible ``Theta`` and ``A > 0``, ``G = Theta^{-1}``; with zero
+  weights, ``Theta_PP^{-1}`` on the channels of positive weight).
 
   ``diag_reg`` adds ``diag_reg * Tr(Theta)/n * I`` to the training Gram (nt's relative
-  regulariser). Returns ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False,
+  regulariser; it changes the answer, so use it only to model a ridge). An all-zero Gram
+  (e.g. ``W_std = 0``) raises ``ValueError``. Returns ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False,
   test_operator=None)``: ``t`` a scalar or 1-D array of times in optimiser steps
   (``None`` = inf), ``x_test`` ``(n_test, d)`` points (``None``: the training residual
   points, with ``T_c`` on each channel), ``test_operator`` ``T_test`` (default: identity,
-  i.e. ``u`` itself). Returns the mean, shape ``t.shape + (n_test,)``, or
+  i.e. ``u`` itself; needs ``x_test``). Returns the mean, shape ``t.shape + (n_test,)``, or
   ``(mean, cov)`` with cov of shape ``t.shape + (n_test, n_test)``.
   """
   chans = as_channels(channels)
@@ -393,7 +409,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
 
   def train_gram(get):
     if get not in grams:
-      grams[get] = np.asarray(gram(kernel_fn, chans, get).matrix)
+      grams[get] = _check_kernel(gram(kernel_fn, chans, get).matrix, f"{get} Gram of the channels")
     return grams[get]
 
   def weight_matrix():
@@ -431,26 +447,14 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
     k_tt = np.asarray(operator_kernel(kernel_fn, test_operator, test_operator, "nngp")(x_test))
     return k_td, nngp_td, k_tt
 
-  def at_infinity(get, k_td, nngp_td, k_tt):
-    K = _add_diagonal_regularizer(train_gram(get), diag_reg)
-    A = weight_matrix()
-    if A.ndim == 1:
-      if np.any(A < 0):
-        raise ValueError("t = inf needs non-negative weights (the flow diverges otherwise).")
-      keep = A > 0
-    else:
-      if np.linalg.cond(A) * n * EPS >= 1:
-        raise ValueError("t = inf with a singular weight matrix is not supported; pass a finite t.")
-      if np.any(np.real(decomposition(get).lam) < -_tolerance(decomposition(get).lam)):
-        raise ValueError("t = inf does not exist: Theta A has eigenvalues with negative real part.")
-      keep = np.ones(n, bool)
-    factor = _cho_factor_checked(K[np.ix_(keep, keep)], get)
-    mean = k_td[:, keep] @ scipy.linalg.cho_solve(factor, y[keep])
-    if k_tt is None:
-      return mean, None
-    P = scipy.linalg.cho_solve(factor, k_td[:, keep].T).T
-    cross = P @ nngp_td[:, keep].T
-    return mean, k_tt - cross - cross.T + P @ prior(get)[np.ix_(keep, keep)] @ P.T
+  def check_limit(get):
+    d = decomposition(get)
+    if d.method == "expm":
+      raise ValueError("t = inf is not available when Theta A is not diagonalisable (expm route); "
+                       "pass a large finite t.")
+    if np.any(np.real(d.lam) < -_tolerance(d.lam)):
+      raise ValueError(f"t = inf does not exist: Theta A has eigenvalues with negative real part "
+                       f"(min {np.real(d.lam).min():.3e}); the flow diverges.")
 
   def finite_times(t, get, k_td, nngp_td, k_tt):
     d = decomposition(get)
@@ -477,11 +481,9 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
     if get not in GETS:
       raise ValueError(f"get must be one of {GETS}, got {get!r}.")
     times = None if t is None else _as_times(t)
-    if test_operator is None:
-      test_operator = operators.identity(coords)
-    elif not isinstance(test_operator, operators.LinearOperator):
+    if test_operator is not None and not isinstance(test_operator, operators.LinearOperator):
       raise TypeError("test_operator must be an ntkpde.operators.LinearOperator.")
-    elif test_operator.coords != coords:
+    if test_operator is not None and test_operator.coords != coords:
       raise ValueError(f"test_operator acts on {test_operator.coords}, the channels on {coords}.")
     if x_test is not None:
       x_test = np.asarray(x_test, dtype=np.float64)
@@ -490,28 +492,21 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
       if x_test.ndim != 2 or x_test.shape[1] != len(coords) or not np.all(np.isfinite(x_test)):
         raise ValueError(f"x_test must be a finite array of shape (n_test, {len(coords)}), got "
                          f"{x_test.shape}.")
+    if x_test is None and test_operator is not None:
+      raise ValueError("test_operator needs x_test: without x_test the prediction is T_c u on each "
+                       "training channel's own points. Pass x_test=... with test_operator.")
+    if test_operator is None:
+      test_operator = operators.identity(coords)
     k_td, nngp_td, k_tt = test_kernels(x_test, get, test_operator, compute_cov)
-    if times is None:
-      mean, cov = at_infinity(get, k_td, nngp_td, k_tt)
-      return (mean, cov) if compute_cov else mean
-    flat = np.atleast_1d(times)
-    means = np.empty((len(flat), len(k_td)))
-    covs = np.empty((len(flat), len(k_td), len(k_td))) if compute_cov else None
-    inf = np.isinf(flat)
-    if np.any(~inf):
-      m, c = finite_times(flat[~inf], get, k_td, nngp_td, k_tt)
-      means[~inf] = m
-      if compute_cov:
-        covs[~inf] = c
-    if np.any(inf):
-      m, c = at_infinity(get, k_td, nngp_td, k_tt)
-      means[inf] = m
-      if compute_cov:
-        covs[inf] = c
-    mean = means.reshape(times.shape + means.shape[1:])
+    flat = np.atleast_1d(np.inf if times is None else times)
+    if np.any(np.isinf(flat)):
+      check_limit(get)
+    mean, cov = finite_times(flat, get, k_td, nngp_td, k_tt)
+    shape = () if times is None else times.shape
+    mean = mean.reshape(shape + mean.shape[1:])
     if not compute_cov:
       return mean
-    return mean, covs.reshape(times.shape + covs.shape[1:])
+    return mean, cov.reshape(shape + cov.shape[1:])
 
   return predict_fn
 

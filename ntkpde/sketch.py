@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkpde.finite import jacobian_matrix
+from ntkpde.weights import check_block_trace
 
 
 SKETCH_BATCH = 256
@@ -86,9 +87,11 @@ def _channel_ids(sizes: Dict[str, int]) -> np.ndarray:
 
 
 def _trace_weights(K, ids, num_channels):
-  """``Tr(K) / Tr(K_cc)`` per channel, from the diagonal (eq. (5))."""
+  """``Tr(K) / Tr(K_cc)`` per channel, from the diagonal (eq. (5)); NaN where ``Tr(K_cc) <= 0``
+  (a sketch can estimate a trace <= 0), which :func:`adaptive_training` reports with
+  :func:`ntkpde.weights.check_block_trace` after the run."""
   block = jax.ops.segment_sum(jnp.diag(K), ids, num_segments=num_channels)
-  return jnp.trace(K) / block
+  return jnp.where(block > 0, jnp.trace(K) / jnp.where(block > 0, block, 1.0), jnp.nan)
 
 
 @functools.lru_cache(maxsize=32)
@@ -175,6 +178,11 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
   (final, _), history = run(params, K0, (jax.random.split(run_key, int(steps)),
                                          jnp.arange(int(steps))))
   out = {k: np.asarray(v) for k, v in history.items()}
+  bad = np.argwhere(~np.isfinite(out["weights"]))
+  if bad.size:
+    step, channel = bad[0]
+    check_block_trace(tuple(sizes)[channel], float("nan"),
+                      f" (a {weights} kernel estimate at step {step} gave a trace <= 0)")
   if not np.all(np.isfinite(out["residual_sq"])):
     raise FloatingPointError("the residuals became NaN/inf: reduce learning_rate.")
   out["params"] = final

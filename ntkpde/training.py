@@ -23,11 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde.finite import channel_data, empirical_gram, stacked_residuals
+from ntkpde import smoothness
+from ntkpde.finite import _check_scalar_network, channel_data, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
 
 OPTIMIZERS = ("gd", "adam")
+# train() stops with FloatingPointError when the loss exceeds its start by this factor.
+DIVERGENCE_FACTOR = 1e6
 
 
 def linearize(apply_fn: Callable, params0) -> Callable:
@@ -134,8 +137,12 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   empirical kernel are recorded, and ``u(x_test)`` when ``x_test`` (``(n_test, d)``) is
   given (compare with :func:`kernel_function_change` or
   :func:`ntkpde.predict.gradient_descent_mse_ensemble`). Raises ``ValueError`` for bad arguments before any
-  work and ``FloatingPointError`` if the loss becomes NaN/inf (learning rate too
-  large: GD is stable for ``learning_rate < 2n / lambda_max(K A)``).
+  work (weights must be >= 0 and not all zero; the network must be scalar and, under
+  derivative operators, smooth: :mod:`ntkpde.smoothness`) and ``FloatingPointError``
+  naming the checkpoint step when training diverges: the loss becomes NaN/inf or exceeds
+  ``DIVERGENCE_FACTOR`` times its start (learning rate too large: GD is stable for
+  ``learning_rate < ntkpde.predict.max_stable_learning_rate(K, weights)``, i.e.
+  ``2n / lambda_max(K A)``).
   """
   chans, points, ys = channel_data(channels, targets)
   sizes = {c.name: len(c.points) for c in chans}
@@ -146,6 +153,10 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   checkpoint_steps = _check_steps(steps, checkpoints)
   A = per_residual(weights, sizes)
   n = len(A)
+  _check_scalar_network(apply_fn, params, chans[0].operator.dim)
+  order = max(c.operator.order for c in chans)
+  smoothness.check_apply_fn(apply_fn, params, chans[0].operator.dim, order,
+                            f"training with operators of order up to {order}")
   if x_test is not None:
     x_test = np.asarray(x_test, dtype=np.float64)
     if x_test.ndim != 2 or x_test.shape[1] != chans[0].operator.dim or not np.all(np.isfinite(x_test)):
@@ -162,9 +173,18 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
     current, state = advance(current, state, int(k - done), data)
     done = int(k)
     r = np.asarray(residual_jit(current, points, ys))
-    if not np.all(np.isfinite(r)):
-      raise FloatingPointError(f"residuals became NaN/inf by step {k}: the learning rate "
-                               f"{learning_rate} is too large for this network.")
+    loss = (np.sum(A * r ** 2) if A.ndim == 1 else r @ A @ r) / (2 * n)
+    if not rs:
+      loss0 = loss
+    if not (np.all(np.isfinite(r)) and np.isfinite(loss)):
+      raise FloatingPointError(f"training diverged: the residuals became NaN/inf by step {k} "
+                               f"({optimizer}, learning_rate {learning_rate}); reduce the "
+                               f"learning rate.")
+    if loss > DIVERGENCE_FACTOR * loss0 and loss0 > 0:
+      raise FloatingPointError(f"training diverged: the loss at step {k} is {loss:.3e}, "
+                               f"{loss / loss0:.1e} times its start {loss0:.3e} ({optimizer}, "
+                               f"learning_rate {learning_rate}); reduce the learning rate (GD: "
+                               f"below ntkpde.predict.max_stable_learning_rate(K, weights)).")
     rs.append(r)
     flat = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(current)])
     drift.append(float(jnp.linalg.norm(flat - flat0)))

@@ -35,11 +35,16 @@ def trace_weights(gram: BlockGram) -> Dict[str, float]:
   out = {}
   for name in gram.names:
     block_trace = float(np.trace(np.asarray(gram.block(name, name))))
-    if not block_trace > 0:
-      raise ValueError(f"channel {name!r} has kernel trace {block_trace}; trace weights need a "
-                       f"positive trace on every channel.")
+    check_block_trace(name, block_trace)
     out[name] = total / block_trace
   return out
+
+
+def check_block_trace(name: str, block_trace: float, where: str = "") -> None:
+  """Trace weights ``Tr(K) / Tr(K_cc)`` need ``Tr(K_cc) > 0``: ``ValueError`` otherwise."""
+  if not block_trace > 0:
+    raise ValueError(f"channel {name!r} has kernel trace {block_trace}{where}; trace weights "
+                     f"need a positive trace on every channel.")
 
 
 def inverse_kernel_weights(K) -> np.ndarray:
@@ -67,7 +72,8 @@ def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = N
   get 1), a sequence with one weight per channel, a vector with one weight per
   residual, an ``(n, n)`` matrix, or the name of a rule in :data:`RULES` (needs
   ``gram``). ``sizes`` maps channel names (in order) to their sizes. Raises
-  ``ValueError`` for non-finite entries, wrong shapes or unknown channels.
+  ``ValueError`` for non-finite or negative entries, all-zero weights, wrong shapes or
+  unknown channels (:func:`check_nonnegative`).
   """
   names = list(sizes)
   n = int(sum(sizes.values()))
@@ -83,10 +89,16 @@ def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = N
     unknown = sorted(set(weights) - set(names))
     if unknown:
       raise ValueError(f"weights name unknown channel(s) {unknown}; channels are {names}.")
-    per_channel = [float(weights.get(c, 1.0)) for c in names]
+    try:
+      per_channel = [float(weights.get(c, 1.0)) for c in names]
+    except (TypeError, ValueError):
+      raise ValueError(f"weights must map channels to numbers, got {dict(weights)!r}.") from None
     out = np.repeat(per_channel, [sizes[c] for c in names])
   else:
-    arr = np.asarray(weights, dtype=np.float64)
+    try:
+      arr = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+      raise ValueError(f"weights must be numbers, got {weights!r}.") from None
     if arr.ndim == 1 and len(arr) == len(names) and len(names) != n:
       out = np.repeat(arr, [sizes[c] for c in names])
     elif arr.shape == (n,) or arr.shape == (n, n):
@@ -94,6 +106,25 @@ def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = N
     else:
       raise ValueError(f"weights must be one per channel ({len(names)}), one per residual "
                        f"({n}) or an ({n}, {n}) matrix; got shape {arr.shape}.")
-  if not np.all(np.isfinite(out)):
-    raise ValueError("weights must be finite.")
-  return out
+  return check_nonnegative(out)
+
+
+def check_nonnegative(A: np.ndarray) -> np.ndarray:
+  """``A`` (vector or matrix) if the loss ``1/(2n) r^T A r`` is a weighting: finite, ``>= 0``
+  (vector) or with a positive semi-definite symmetric part to rounding (matrix), and not
+  zero. Negative weights make the loss unbounded below and the flow diverge; all-zero
+  weights make it constant. Raises ``ValueError`` naming the problem otherwise."""
+  if not np.all(np.isfinite(A)):
+    raise ValueError("weights must be finite; got NaN or inf entries.")
+  if A.ndim == 1 and np.any(A < 0):
+    raise ValueError(f"weights must be >= 0 (a negative weight makes the loss unbounded below "
+                     f"and the flow diverge); got min weight {A.min():g}.")
+  if A.ndim == 2:
+    lam = np.linalg.eigvalsh((A + A.T) / 2)
+    if lam[0] < -len(A) * np.finfo(np.float64).eps * max(abs(lam).max(), 1e-300):
+      raise ValueError(f"a weight matrix A must have a positive semi-definite symmetric part "
+                       f"(r^T A r >= 0); its smallest eigenvalue is {lam[0]:.3e}.")
+  if not np.any(A):
+    raise ValueError("weights are all zero: the loss is constant and nothing trains. Give at "
+                     "least one channel a positive weight.")
+  return A
