@@ -12,16 +12,38 @@ On newer JAX it fails to import because (see ``../shared/FACTS.md``):
 * ``neural_tangents.experimental`` imports TensorFlow on package import;
 * ``empirical._std_basis`` / ``_unravel_array_into_pytree`` call ``jnp.size`` on
   ``jax.ShapeDtypeStruct`` leaves, deprecated since JAX 0.10 ("will be an error");
-  they are replaced by copies that read ``leaf.shape``.
+  they are replaced by copies that read ``leaf.shape``;
+* ``Primitive.map_primitive`` is gone with the pmap-style primitives (it reads ``False``).
 
 :func:`import_neural_tangents` provides those names *only where they are
 missing* and stubs ``neural_tangents.experimental``, then imports the package.
-On JAX 0.4.23 nothing is patched. Supported: stax ``kernel_fn``,
-``init_fn``/``apply_fn``, ``predict``, ``empirical_ntk_fn`` implementations 1
-and 2 (implementation 3, structured derivatives, needs JAX internals that no
-longer exist and is not supported).
+Four uses that import but then fail on current JAX / SciPy are adapted inside
+neural-tangents' own module namespaces (JAX itself is left unchanged):
+
+* ``empirical_ntk_fn(implementation=3)`` (structured derivatives): ``ad.linearize``
+  now takes ``(traceable, primals_ft: FlatTree, has_aux, is_vjp)`` and returns which
+  outputs have zero tangents instead of partial values. neural-tangents' ``ad`` becomes a
+  view of JAX's private ``ad`` module (the public one no longer re-exports
+  ``backward_pass``, ``source_info_util``, ...) with :func:`_linearize_flat`, the old
+  signature on top of the new one, and ``config = jax.config``; its ``jax.core`` view
+  has an empty ``DShapedArray`` type (dynamic shapes are gone);
+* ``implementation=0`` (AUTO): ``compile().cost_analysis()`` returns a dict, not a
+  one-element list; :func:`_get_flops` reads both;
+* ``predict.max_learning_rate``: SciPy renamed ``eigvalsh(eigvals=)`` to
+  ``subset_by_index``; :func:`_eigvalsh` accepts the old keyword;
+* ``predict`` under ``jax.vmap``/``jax.grad``: ``jax.core.eval_context()`` now makes every
+  operation eager, so the tracers of an enclosing transformation raise
+  ``UnexpectedTracerError``; :func:`_eval_context` restores the JAX 0.4 meaning (values
+  that depend on no tracer are computed eagerly, the rest by their transformation).
+
+On JAX 0.4.23 with an old SciPy nothing is patched but :func:`_get_flops` (which reads
+both forms). Supported: stax ``kernel_fn``, ``init_fn``/``apply_fn``, ``predict``,
+``empirical_ntk_fn`` implementations 0 (AUTO), 1, 2 and 3; ``neural_tangents.experimental``
+(TensorFlow) is not.
 """
+import contextlib
 import importlib
+import inspect
 import math
 import sys
 import types
@@ -29,6 +51,7 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 
 NEURAL_TANGENTS_VERSION = "0.6.5"
 # Tested here: 0.10.2 (CPU, pinned). FACTS.md reports neural-tangents working with the same
@@ -90,6 +113,9 @@ def _patch_jax() -> None:
     jax.util = util
   if not hasattr(ad, "zeros_like_p"):
     ad.zeros_like_p = extend_core.Primitive("zeros_like")
+  if not hasattr(extend_core.Primitive, "map_primitive"):
+    # pmap-style map primitives are gone; neural-tangents' structured derivatives still ask
+    extend_core.Primitive.map_primitive = False
 
 
 def _shape(leaf) -> tuple:
@@ -117,10 +143,118 @@ def _unravel_array_into_pytree(pytree, axis: int, arr):
       treedef, [jnp.reshape(x, shape) for x, shape in zip(parts, shapes)])
 
 
+def _module_view(module, name: str, **overrides) -> types.ModuleType:
+  """A module object that is ``module`` except for ``overrides``: replaces a name that one
+  neural-tangents module imported, without changing it for anybody else."""
+  view = types.ModuleType(name)
+  view.__dict__.update(overrides)
+  view.__getattr__ = lambda attr: getattr(module, attr)
+  return view
+
+
+class _Known:
+  """The part of JAX 0.4's ``PartialVal`` that neural-tangents reads: whether an output's
+  tangent is known (identically zero) and so has no cotangent."""
+  __slots__ = ("zero",)
+
+  def __init__(self, zero: bool):
+    self.zero = bool(zero)
+
+  def is_known(self) -> bool:
+    return self.zero
+
+
+def _linearize_flat(fn_flat, *primals, has_aux=False):
+  """JAX 0.4's ``ad.linearize(fn_flat, *primals)`` on the ``(traceable, FlatTree)`` API:
+  returns ``(primals_out, pvals, tangent jaxpr, consts)`` with the jaxpr's inputs the
+  primals' tangents and its outputs the nonzero output tangents, as before."""
+  from jax._src.tree_util import FlatTree
+  from jax.interpreters import ad
+  if has_aux:
+    raise NotImplementedError("neural-tangents never linearizes with has_aux=True.")
+  out, out_zeros, jaxpr, consts = ad.linearize(fn_flat.call_wrapped,
+                                               FlatTree.flatten(tuple(primals)))
+  return list(out.vals), [_Known(z) for z in out_zeros], jaxpr, consts
+
+
+def _get_flops(f, optimize: bool, *args, **kwargs) -> float:
+  """FLOPs of ``jax.jit(f)`` at these arguments (neural-tangents' AUTO implementation
+  choice); ``cost_analysis()`` is a one-element list on old JAX and a dict on new JAX."""
+  lowered = jax.jit(f).lower(*args, **kwargs)
+  analysis = lowered.compile().cost_analysis() if optimize else lowered.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return analysis["flops"]
+
+
+def _eigvalsh(a, b=None, *, eigvals=None, **kwargs):
+  """``scipy.linalg.eigvalsh`` accepting the pre-1.14 keyword ``eigvals=(lo, hi)``."""
+  if eigvals is not None:
+    kwargs["subset_by_index"] = eigvals
+  return scipy.linalg.eigvalsh(a, b, **kwargs)
+
+
+@contextlib.contextmanager
+def _eval_context():
+  """JAX 0.4's ``jax.core.eval_context()`` on stackless JAX: an operation on concrete values
+  runs eagerly (so results that neural-tangents caches are never ``jit`` tracers), an
+  operation on tracers is handed to the transformation that was current on entry (``vmap``,
+  ``grad``, ``jit`` over the inputs), as the 0.4 trace stack did."""
+  from jax._src import core
+
+  class EagerUnlessTraced(core.Trace):
+    def __init__(self, enclosing):
+      super().__init__()
+      self.enclosing = enclosing
+
+    def _route(self, method, values, *args, **kwargs):
+      traced = any(isinstance(v, core.Tracer) for v in values)
+      trace = self.enclosing if traced else core.eval_trace
+      with core.set_current_trace(trace):
+        return getattr(trace, method)(*args, **kwargs)
+
+    def process_primitive(self, primitive, args, params):
+      return self._route("process_primitive", args, primitive, args, params)
+
+    def process_call(self, primitive, f, args, params):
+      return self._route("process_call", args, primitive, f, args, params)
+
+    def process_custom_jvp_call(self, primitive, fun, jvp, args, **kwargs):
+      return self._route("process_custom_jvp_call", args, primitive, fun, jvp, args, **kwargs)
+
+    def process_custom_vjp_call(self, primitive, fun, fwd, bwd, args, **kwargs):
+      return self._route("process_custom_vjp_call", args, primitive, fun, fwd, bwd, args,
+                         **kwargs)
+
+  with core.take_current_trace() as enclosing:
+    with core.set_current_trace(EagerUnlessTraced(enclosing)):
+      yield
+
+
 def _patch_neural_tangents() -> None:
+  from jax.interpreters import ad
   empirical = importlib.import_module("neural_tangents._src.empirical")
+  predict = importlib.import_module("neural_tangents._src.predict")
   empirical._std_basis = _std_basis
   empirical._unravel_array_into_pytree = _unravel_array_into_pytree
+  empirical._get_flops = _get_flops
+  if "primals_ft" in inspect.signature(ad.linearize).parameters:
+    # the private module: neural-tangents also reads names (``source_info_util``,
+    # ``backward_pass``, ``reducing_transposes``) that the public one no longer re-exports;
+    # its ``config`` was the flag object that is now ``jax.config``
+    private_ad = importlib.import_module("jax._src.interpreters.ad")
+    empirical.ad = _module_view(private_ad, ad.__name__, linearize=_linearize_flat,
+                                config=jax.config)
+  if not hasattr(jax.core, "DShapedArray"):
+    # dynamic shapes are gone from JAX: no abstract value is of this type any more
+    empirical.core = _module_view(jax.core, "jax.core",
+                                  DShapedArray=type("DShapedArray", (), {}))
+  if "eigvals" not in inspect.signature(scipy.linalg.eigvalsh).parameters:
+    predict.sp = _module_view(predict.sp, "scipy",
+                              linalg=_module_view(scipy.linalg, "scipy.linalg", eigvalsh=_eigvalsh))
+  if hasattr(importlib.import_module("jax._src.core"), "set_current_trace"):
+    predict.jax = _module_view(jax, "jax", core=_module_view(jax.core, "jax.core",
+                                                               eval_context=_eval_context))
 
 
 def import_neural_tangents():

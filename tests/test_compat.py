@@ -12,6 +12,7 @@ independent of ``z_j``. Their errors are tested against 6 estimated standard err
 < 3e-5 per entry; the seeds are fixed, so the test is deterministic).
 """
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
@@ -114,3 +115,73 @@ def test_predict_matches_expm_and_interpolates(erf1, points):
   got = predict_fn(t=t, x_test=np.concatenate([x_train, x_test]), get="ntk")
   np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
   np.testing.assert_allclose(predict_fn(t=None, x_test=x_train, get="ntk"), y, rtol=0, atol=tol)
+
+
+# The four uses of neural-tangents that import but then fail on JAX 0.10 / SciPy 1.14+
+# without ntkpde._compat's adapters, each against a route that does not go through it.
+
+def _jacobian_reference(apply_fn, params, x1, x2):
+  """``mean_o J_o(x1) J_o(x2)^T`` from ``jax.jacobian`` of the raveled parameters (the
+  default ``trace_axes=(-1,)`` is neural-tangents' normalised trace over outputs)."""
+  from jax.flatten_util import ravel_pytree
+  flat, unravel = ravel_pytree(params)
+  jac = [jax.jacobian(lambda p, x=x: apply_fn(unravel(p), x))(flat) for x in (x1, x2)]
+  return np.einsum("aop,bop->ab", *jac) / jac[0].shape[1]
+
+
+@pytest.mark.parametrize("out_dim", [1, 2])
+def test_empirical_ntk_implementations_agree_with_jacobian_reference(points, out_dim):
+  """Implementations 1, 2, 3 (structured derivatives: ``ad.linearize``'s new signature)
+  and 0 (AUTO: ``cost_analysis`` as a dict) contract the same Jacobians in different
+  orders; a depth-2 width-16 network has ~400 parameters, so round-off is ~1e-15."""
+  net = ntkpde.mlp(depth=2, width=16, activation="erf", W_std=1.5, b_std=0.1, out_dim=out_dim)
+  x1, x2 = points
+  _, params = net.init_fn(jax.random.PRNGKey(7), x1.shape)
+  want = _jacobian_reference(net.apply_fn, params, x1, x2)
+  for implementation in (1, 2, 3, 0):
+    got = jax.jit(nt.empirical_ntk_fn(net.apply_fn, implementation=implementation,
+                                      vmap_axes=0))(x1, x2, params)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max(),
+                               err_msg=f"implementation {implementation}")
+
+
+def test_max_learning_rate_is_two_n_over_largest_eigenvalue(erf1, points):
+  """``2 (1 + momentum) n / (lambda_max + eps)`` (neural-tangents' definition) against
+  NumPy's symmetric eigensolver (SciPy renamed ``eigvalsh(eigvals=)``)."""
+  k = np.asarray(erf1.kernel_fn(points[0], points[0], "ntk"))
+  lam = np.linalg.eigvalsh(k)[-1]
+  assert nt.predict.max_learning_rate(k) == pytest.approx(2 * len(k) / (lam + 1e-12), rel=1e-12)
+  assert nt.predict.max_learning_rate(k, y_train_size=3, momentum=0.5) == pytest.approx(
+      2 * 1.5 * 3 / (lam + 1e-12), rel=1e-12)
+
+
+def test_gradient_descent_mse_under_vmap_jit_and_grad_matches_a_loop(erf1, points):
+  """``jax.core.eval_context()`` inside ``predict``: batched kernels under ``vmap`` (the
+  eigendecomposition is batched, not evaluated eagerly on tracers), the same under
+  ``jit``, and ``jit`` of a predictor of a concrete kernel, called twice (its cached
+  eigendecomposition must be concrete, not a leaked tracer); all against a Python loop of
+  unbatched calls. Same operations in the same order: agreement to ~1e-13 relative."""
+  x1, x2 = points
+  k = np.asarray(erf1.kernel_fn(x1, x1, "ntk"))
+  k_test = np.asarray(erf1.kernel_fn(x2, x1, "ntk"))
+  y = np.sin(3 * x1[:, :1])
+  scales = np.array([0.5, 1.0, 2.0])
+
+  def predict(scale, t):
+    fn = nt.predict.gradient_descent_mse(scale * k, y, learning_rate=0.5)
+    return jnp.concatenate(fn(t, np.zeros_like(y), np.zeros((len(x2), 1)), scale * k_test))
+
+  loop = np.stack([predict(s, 3.0) for s in scales])
+  for batched in (jax.vmap(predict, (0, None)), jax.jit(jax.vmap(predict, (0, None)))):
+    np.testing.assert_allclose(batched(jnp.asarray(scales), 3.0), loop,
+                               rtol=1e-12, atol=1e-13 * np.abs(loop).max())
+  fixed = nt.predict.gradient_descent_mse(k, y, learning_rate=0.5)
+  jitted = jax.jit(lambda t: fixed(t, np.zeros_like(y)))
+  for t in (1.0, 3.0):
+    want = predict(1.0, t)[:len(y)]
+    np.testing.assert_allclose(jitted(t), want, rtol=1e-12, atol=1e-13 * np.abs(want).max())
+  # d/dt of the training predictions: (eta/n) K exp(-eta K t / n) y, by jvp through eigh's batch
+  dfdt = jax.jacfwd(lambda t: predict(1.0, t)[:len(y)])(2.0)
+  n, eta = len(k), 0.5
+  want = (eta / n) * k @ scipy.linalg.expm(-eta * k * 2.0 / n) @ y
+  np.testing.assert_allclose(dfdt, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
