@@ -82,7 +82,7 @@ def test_verify_unknown_id_is_rejected(fake_claims, tmp_path, capsys):
 
 
 def test_registry_ids_are_those_of_claims_md():
-  """Every registered claim id is one of ../shared/CLAIMS.md's ids."""
+  """Every registered claim id is one of docs/claims.md's ids."""
   known = {f"OPK-{i}" for i in range(1, 5)} | {f"NTKW-{i}" for i in range(1, 6)} | \
       {f"DLAB-{i}" for i in range(1, 6)} | {f"ADV-{i}" for i in range(1, 9)}
   claims = verification.all_claims()

@@ -1,4 +1,4 @@
-"""Numerical verifications of the claims in ``../shared/CLAIMS.md``.
+"""Numerical verifications of the claims catalogued in ``docs/claims.md``.
 
 Each module here defines ``CLAIMS``: a list of :class:`Claim`. ``ntkpde verify``
 discovers every module of this package, runs each claim's ``run(ctx)`` and
