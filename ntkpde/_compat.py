@@ -1,7 +1,7 @@
 """The one place that touches JAX internals: makes neural-tangents 0.6.5 import.
 
 neural-tangents 0.6.5 (2023-12, its last release) was written against JAX 0.4.x.
-On newer JAX it fails to import because (see ``../shared/FACTS.md``):
+On newer JAX it fails to import because:
 
 * ``Jaxpr``, ``JaxprEqn``, ``Literal``, ``Var``, ``Primitive`` moved from
   ``jax.core`` to ``jax.extend.core``;

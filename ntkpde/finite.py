@@ -34,6 +34,7 @@ from ntkpde import smoothness
 from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, check_operator_pair,
                                      gram, tiled_evaluator)
 from ntkpde.operators import LinearOperator
+from ntkpde.rates import bootstrap_slope, loglog_slope  # noqa: F401 (finite.loglog_slope)
 
 MAX_BATCH = 64
 MEMORY_BUDGET = 2 << 30  # bytes per tile for the default batch size
@@ -186,23 +187,6 @@ def relative_frobenius_error(estimate, reference) -> float:
   return float(np.linalg.norm(estimate - reference) / norm)
 
 
-def loglog_slope(x, y) -> Tuple[float, float, float]:
-  """Least-squares fit ``log y = slope * log x + c``: returns ``(slope, c, stderr)`` with the
-  standard error of the slope from the residuals (``nan`` with only two distinct ``x``)."""
-  lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-  if lx.shape != ly.shape or lx.size < 2 or np.ptp(lx) == 0:
-    raise ValueError("loglog_slope needs at least two distinct x and one y per x.")
-  if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly))):
-    raise ValueError("loglog_slope needs positive finite x and y.")
-  A = np.stack([lx, np.ones_like(lx)], axis=1)
-  (slope, c), *_ = np.linalg.lstsq(A, ly, rcond=None)
-  dof = lx.size - 2
-  if dof <= 0:
-    return float(slope), float(c), float("nan")
-  s2 = np.sum((ly - A @ np.array([slope, c])) ** 2) / dof
-  return float(slope), float(c), float(np.sqrt(s2 / np.sum((lx - lx.mean()) ** 2)))
-
-
 def width_sweep(network_fn: Callable, channels: Sequence, widths: Sequence[int],
                 seeds: Sequence[int], batch_size: Optional[int] = None,
                 log: Callable[[str], None] = None) -> dict:
@@ -216,7 +200,7 @@ def width_sweep(network_fn: Callable, channels: Sequence, widths: Sequence[int],
   ``rms_s e ~ C width^slope`` with ``slope = -1/2``. Returns a dict with ``widths``,
   ``seeds``, ``errors`` (``(n_widths, n_seeds)``), ``rms``, ``slope`` (fit of the rms),
   ``slope_stderr`` (regression), ``seed_slopes`` (one fit per seed) and
-  ``bootstrap_slope_std`` (resampling seeds; 200 resamples with a fixed generator).
+  ``bootstrap_slope_std`` (:func:`ntkpde.rates.bootstrap_slope` over the seeds).
   """
   widths = [int(w) for w in widths]
   seeds = [int(s) for s in seeds]
@@ -237,10 +221,8 @@ def width_sweep(network_fn: Callable, channels: Sequence, widths: Sequence[int],
         f"(seeds: {', '.join(f'{e:.4f}' for e in errors[i])})")
   rms = np.sqrt(np.mean(errors ** 2, axis=1))
   slope, _, stderr = loglog_slope(widths, rms)
-  rng = np.random.default_rng(0)
-  boot = [loglog_slope(widths, np.sqrt(np.mean(errors[:, rng.integers(0, len(seeds), len(seeds))] ** 2,
-                                               axis=1)))[0] for _ in range(200)]
+  spread = bootstrap_slope(widths, errors, "rms")[1] if len(seeds) > 1 else float("nan")
   return {"widths": widths, "seeds": seeds, "errors": errors, "rms": rms, "slope": slope,
           "slope_stderr": stderr,
           "seed_slopes": [loglog_slope(widths, errors[:, j])[0] for j in range(len(seeds))],
-          "bootstrap_slope_std": float(np.std(boot))}
+          "bootstrap_slope_std": spread}

@@ -43,12 +43,14 @@ def test_verify_writes_report_and_results(fake_claims, tmp_path, capsys):
     assert set(r) >= {"id", "paper", "statement", "measured", "expected", "tolerance",
                       "passed", "seconds", "device"}
   assert [r["passed"] for r in records] == [True, False, None]
+  assert [r.get("verdict") for r in records] == ["holds as stated", "does not hold", None]
   assert "boom" in records[2]["error"]
   report = (tmp_path / "report.md").read_text()
-  assert "| FAKE-2 | paper A | **no** |" in report
+  assert "1 holds as stated, 0 holds in a weaker or different form, 1 does not hold" in report
+  assert "| FAKE-2 | **does not hold** |" in report
   rows = [line for line in report.splitlines() if line.startswith("| FAKE-")]
-  assert len(rows) == 3 and all(len(re.findall(r"(?<!\\)\|", row)) == 9 for row in rows)
-  assert "\\|\\|r\\|\\| < 0.1" in report  # norms escaped, not mangled
+  assert len(rows) == 3 and all(len(re.findall(r"(?<!\\)\|", row)) == 6 for row in rows)
+  assert "| \\|\\|r\\|\\| | 0.5 |" in report  # norms escaped, not mangled
   assert "figures/fake.png" in report and (tmp_path / "figures" / "fake.png").exists()
   assert "1 of 3 claims hold, 1 errors" in capsys.readouterr().out
 
@@ -82,7 +84,7 @@ def test_verify_unknown_id_is_rejected(fake_claims, tmp_path, capsys):
 
 
 def test_registry_ids_are_those_of_claims_md():
-  """Every registered claim id is one of ../shared/CLAIMS.md's ids."""
+  """Every registered claim id is one of docs/claims.md's ids."""
   known = {f"OPK-{i}" for i in range(1, 5)} | {f"NTKW-{i}" for i in range(1, 6)} | \
       {f"DLAB-{i}" for i in range(1, 6)} | {f"ADV-{i}" for i in range(1, 9)}
   claims = verification.all_claims()

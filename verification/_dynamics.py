@@ -3,7 +3,7 @@
 * :func:`poisson1d` -- the NTKW paper's example ``u_xx = -16 pi^2 sin(4 pi x)`` on [0, 1]
   with zero Dirichlet data (``ntkpde.problems`` "poisson1d"), interior points on a grid,
   erf MLP (NTK parameterisation, W_std 1.5, b_std 0.1) on ``[-1, 1]``-normalised inputs.
-* :func:`circle` -- the derivative-labels paper's setup: fit ``x1 x2`` at
+* :func:`circle_channels`, :func:`circle` -- the derivative-labels paper's setup: fit ``x1 x2`` at
   ``x = (cos g, sin g)``, ``g ~ N(0, 1)``, with labels of ``d_h f`` (default
   ``h = e_1``, label ``x2``); a 4-layer network = 3 hidden erf layers + readout.
 """
@@ -15,8 +15,8 @@ import sympy  # noqa: E402
 
 import ntkpde  # noqa: E402
 from ntkpde import operators, problems  # noqa: E402
+from verification import B_STD, W_STD  # noqa: E402
 
-W_STD, B_STD = 1.5, 0.1
 XY = ("x", "y")
 
 
@@ -30,20 +30,28 @@ def poisson1d(n_interior: int, depth: int = 1):
   return ntkpde.gram(net.kernel_fn, sample.channels, "ntk"), sample, net
 
 
-def circle(m: int, seed: int, depth: int = 3, direction=(1, 0), equispaced: bool = False):
-  """``(block NTK Gram over channels f and df, labels (L, L'))`` on the unit circle."""
+def circle_channels(m: int, seed: int, direction=(1, 0), equispaced: bool = False):
+  """``(channels f and df, labels (L, L'), X)`` of the derivative-labels problem: ``m``
+  points ``x = (cos g, sin g)`` (``g ~ N(0, 1)`` drawn by ``default_rng(seed)``, or
+  equispaced), ``L = x1 x2`` and ``L' = d_h (x1 x2)`` along ``direction`` ``h``."""
   rng = np.random.default_rng(seed)
   g = (np.linspace(0, 2 * np.pi, m, endpoint=False) if equispaced else rng.normal(size=m))
   X = np.stack([np.cos(g), np.sin(g)], axis=1)
-  net = ntkpde.mlp(depth, activation="erf", W_std=W_STD, b_std=B_STD)
   d = operators.directional_derivative(XY, direction)
-  G = ntkpde.gram(net.kernel_fn, [("f", operators.identity(XY), X), ("df", d, X)], "ntk")
   # d_h (x y) = h_1 y + h_2 x, with h possibly depending on x (e.g. tangential (-y, x)).
   x_, y_ = sympy.symbols(XY)
   h = [np.broadcast_to(np.asarray(sympy.lambdify((x_, y_), sympy.sympify(c))(X[:, 0], X[:, 1]),
                                   dtype=float), (m,)) for c in direction]
   labels = (X[:, 0] * X[:, 1], h[0] * X[:, 1] + h[1] * X[:, 0])
-  return G, labels, X
+  return [("f", operators.identity(XY), X), ("df", d, X)], labels, X
+
+
+def circle(m: int, seed: int, depth: int = 3, direction=(1, 0), equispaced: bool = False):
+  """``(block NTK Gram over channels f and df, labels (L, L'), X)`` of
+  :func:`circle_channels` for an erf MLP with ``depth`` hidden layers."""
+  chans, labels, X = circle_channels(m, seed, direction, equispaced)
+  net = ntkpde.mlp(depth, activation="erf", W_std=W_STD, b_std=B_STD)
+  return ntkpde.gram(net.kernel_fn, chans, "ntk"), labels, X
 
 
 def energy(r: np.ndarray) -> np.ndarray:

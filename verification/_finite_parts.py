@@ -1,10 +1,10 @@
 """Finite-width parts of claims whose analytic parts live in other modules.
 
 * :func:`opk1_finite_part` -- OPK-1, finite half: the empirical residual block Gram of
-  finite networks approaches the analytic one as the width grows (appended to
+  finite networks approaches the analytic one as the width grows (a part of
   ``verification.opk1.PARTS``).
 * :func:`dlab3_training_part` -- DLAB-3, training half: convergence of the value residual
-  with and without derivative labels (appended to ``verification.dlab3.PARTS``).
+  with and without derivative labels (a part of ``verification.dlab3.PARTS``).
 * :func:`stored_gpu_outcome` -- results of ``benchmarks/gpu_finite_width.py`` stored in
   ``docs/gpu_results/finite_width.json``, used by ``--full`` runs without a GPU.
 """
@@ -16,17 +16,16 @@ import numpy as np
 
 import ntkpde
 from ntkpde import finite, operators, training
+from verification import B_STD, FAILS, HOLDS, W_STD, PartResult, Quantity, rate_verdict
 
 
-def opk1_finite_part(ctx):
+def opk1_finite_part(ctx) -> PartResult:
   """2-D Laplacian interior + Neumann boundary channels (a mixed block), one-hidden-layer
   erf MLP (quick) or two hidden layers (full).
 
-  Check: the seed-rms relative Frobenius error at the largest width divided by the one at
-  the smallest width; expected ``sqrt(w_min / w_max)`` (the ``width^-1/2`` law, OPK-2);
-  tolerance twice that (the rms over few seeds of heavy-tailed errors is uncertain by
-  tens of per cent, see OPK-2's measured spread)."""
-  from verification.opk1 import Check, PartResult
+  Check: the log-log slope of the seed-rms relative Frobenius error over the widths against
+  the ``width^-1/2`` law (OPK-2), two-sided with the bootstrap spread over seeds
+  (:func:`verification.rate_verdict`)."""
   coords = ("x", "y")
   rng = np.random.default_rng(0)
   angle = rng.uniform(0, 2 * np.pi, 4)
@@ -36,48 +35,56 @@ def opk1_finite_part(ctx):
   widths = [64, 256, 1024] if ctx.quick else [64, 256, 1024, 4096]
   seeds = list(range(3 if ctx.quick else 8))
   depth = 1 if ctx.quick else 2
-  res = finite.width_sweep(lambda w: ntkpde.mlp(depth, w, "erf", 1.5, 0.1), chans, widths, seeds,
-                           log=ctx.log)
-  ratio = float(res["rms"][-1] / res["rms"][0])
-  expected = float(np.sqrt(widths[0] / widths[-1]))
-  check = Check(f"rms error ratio width {widths[-1]}/{widths[0]}", "empirical NTK (finite width)",
-                ratio, 2 * expected, ratio <= 2 * expected)
-  return PartResult("finite width (empirical block Gram -> analytic)", [check],
-                    notes=f"Finite half: seed-rms relative Frobenius errors "
-                          f"{np.round(res['rms'], 4).tolist()} at widths {widths} ({len(seeds)} "
-                          f"seeds, depth {depth}; Laplacian and Neumann channels in 2-D); ratio "
-                          f"{ratio:.3f}, width^-1/2 predicts {expected:.3f}.")
+  res = finite.width_sweep(lambda w: ntkpde.mlp(depth, w, "erf", W_STD, B_STD), chans, widths,
+                           seeds, log=ctx.log)
+  slope, spread = res["slope"], res["bootstrap_slope_std"]
+  verdict, reason = rate_verdict(slope, spread, -0.5, "empirical block Gram error vs width")
+  return PartResult(
+      "finite width (empirical block Gram -> analytic)", verdict=verdict, reason=reason,
+      quantities=[Quantity("finite-width error slope in width", slope, spread, "", -0.5, "stated"),
+                  Quantity(f"rms relative Frobenius error at width {widths[-1]}",
+                           float(res["rms"][-1]))],
+      notes=f"Finite half: seed-rms relative Frobenius errors {np.round(res['rms'], 4).tolist()} "
+            f"at widths {widths} ({len(seeds)} seeds, depth {depth}; Laplacian and Neumann "
+            f"channels in 2-D); slope {slope:.2f} +- {spread:.2f}.")
 
 
-def dlab3_training_part(ctx):
+def dlab3_training_part(ctx) -> PartResult:
   """Trains the paper's DLAB-3 problem (``x1 x2`` on the unit circle, labels ``d_1 f = x2``,
   3 hidden erf layers, NTK parameterisation) twice from the same initialisation: on the
   value channel alone (derivative weight 0) and with the derivative labels (weight 1), same
   loss normalisation ``1/(2n)`` and step ``eta = n / lambda_max`` of the analytic block Gram.
   Measured: the value loss ``1/(2n) ||f - y||^2`` after the run, per seed. The paper's claim
   holds if it is larger with derivative labels for the majority of seeds."""
-  from verification.dlab5 import problem
-  chans, targets = problem(n_points=10)
+  from verification._dynamics import circle_channels
+  chans, targets, _ = circle_channels(10, seed=0)
   width, steps = (256, 300) if ctx.quick else (512, 2000)
   seeds = list(range(3 if ctx.quick else 8))
-  net = ntkpde.mlp(3, width, "erf")
+  net = ntkpde.mlp(3, width, "erf", W_STD, B_STD)
   n = 2 * len(targets[0])
   K = np.asarray(ntkpde.gram(net.kernel_fn, chans).matrix)
   eta = n / np.linalg.eigvalsh(K).max()
   rows = []
   for seed in seeds:
     _, params = net.init_fn(jax.random.PRNGKey(seed), (-1, 2))
-    out = [training.train(net.apply_fn, params, chans, targets, {"f": 1.0, "g": w}, eta, steps,
+    out = [training.train(net.apply_fn, params, chans, targets, {"f": 1.0, "df": w}, eta, steps,
                           checkpoints=[steps]).losses["f"][-1] for w in (0.0, 1.0)]
     rows.append(out)
   rows = np.asarray(rows)
   slower = int(np.sum(rows[:, 1] > rows[:, 0]))
   ctx.log(f"value loss without / with derivative labels: {rows.tolist()}")
-  return {"measured": {"value_loss_without_labels": [float(f"{v:.3g}") for v in rows[:, 0]],
-                       "value_loss_with_labels": [float(f"{v:.3g}") for v in rows[:, 1]]},
-          "passed": slower > len(seeds) / 2, "figures": [],
-          "notes": f"Training part (width {width}, {steps} steps, eta = {eta:.3e}): the value loss "
-                   f"is larger with derivative labels in {slower} of {len(seeds)} seeds."}
+  held = slower > len(seeds) / 2
+  return PartResult(
+      "training (value loss with vs without derivative labels)",
+      verdict=HOLDS if held else FAILS,
+      reason=(f"the value loss after {steps} steps is larger with derivative labels in {slower} "
+              f"of {len(seeds)} seeds"),
+      quantities=[Quantity("median value loss ratio with / without derivative labels",
+                           float(np.median(rows[:, 1] / rows[:, 0])), reference=1.0,
+                           source="> 1 means slower")],
+      notes=f"Training part (width {width}, {steps} steps, eta = {eta:.3e}): value losses without "
+            f"labels {[float(f'{v:.3g}') for v in rows[:, 0]]}, with labels "
+            f"{[float(f'{v:.3g}') for v in rows[:, 1]]}.")
 
 
 GPU_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "gpu_results" / "finite_width.json"
@@ -87,9 +94,9 @@ def stored_gpu_outcome(stage: str, measure, expected: str, tolerance: str, path=
   """An ``Outcome`` from the stored GPU run's ``stage``, or ``None``.
 
   Used only when JAX runs on the CPU and the file (default :data:`GPU_RESULTS`) exists
-  and holds a non-quick run with that stage. ``measure(stage_dict) -> (measured,
-  passed)`` applies the claim's own criterion; the outcome's ``device`` names the stored
-  run's device and date."""
+  and holds a non-quick run with that stage. ``measure(stage_dict)`` applies the claim's
+  own criterion and returns the Outcome fields ``measured``, ``verdict``, ``reason`` and
+  ``quantities``; the outcome's ``device`` names the stored run's device and date."""
   from verification import Outcome
   path = Path(GPU_RESULTS if path is None else path)
   if jax.default_backend() != "cpu" or not path.exists():
@@ -97,8 +104,7 @@ def stored_gpu_outcome(stage: str, measure, expected: str, tolerance: str, path=
   record = json.loads(path.read_text())
   if record.get("quick") or stage not in record.get("stages", {}):
     return None
-  measured, passed = measure(record["stages"][stage])
-  return Outcome(measured=measured, expected=expected, tolerance=tolerance, passed=bool(passed),
+  return Outcome(expected=expected, tolerance=tolerance, **measure(record["stages"][stage]),
                  notes=f"Stored GPU results ({path.name}, stage {stage!r}, {record['date']}); "
                        f"no GPU on this machine.",
                  device=f"stored: {record['device']}")

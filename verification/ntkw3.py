@@ -13,10 +13,12 @@ and their negatives ``-g`` at every ``dt`` (common random numbers):
 The Taylor expansion ``dR = K g + (dt/2) R''[J^T g, J^T g] + O(dt^2)`` predicts slope 1
 for the per-sample error and, because the ``O(dt)`` term is cubic in ``g`` (zero mean;
 the antithetic pairs cancel it exactly), slope 2 for the bias: Thm 3's ``O(dt)`` bound
-holds with a sharper rate. Tolerances: fitted log-log slopes over 7 ``dt``s; the
-per-sample slope must lie in ``1 +- 0.1`` and the bias slopes must be ``>= 0.9``. The
-0.1 covers the next Taylor term, ``O(c)`` relative, which is at most ~10 % at the
-largest ``c = 0.1``; round-off ``eps ||R|| / dt`` stays below 1e-6 of the errors.
+holds with a sharper rate. Verdict (:func:`verification.rate_verdict`, two-sided, each
+fitted log-log slope over 7 ``dt`` s against the stated 1 with the band ``max(3 se, 0.1)``,
+``se`` the regression standard error): the 0.1 covers the next Taylor term, ``O(c)``
+relative, at most ~10 % at the largest ``c = 0.1``; round-off ``eps ||R|| / dt`` stays
+below 1e-6 of the errors. The per-sample error must hold as stated; a bias vanishing
+faster than ``dt`` (slope 2) is the theorem in a sharper form, reported as such.
 """
 import matplotlib
 
@@ -26,8 +28,9 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ntkpde import finite, sketch  # noqa: E402
-from verification import Claim, Outcome  # noqa: E402
+from ntkpde import sketch  # noqa: E402
+from ntkpde.rates import loglog_slope  # noqa: E402
+from verification import HOLDS, Claim, Outcome, Quantity, combine_verdicts, rate_verdict  # noqa: E402
 from verification._sketch_problems import poisson_problem  # noqa: E402
 
 
@@ -50,10 +53,17 @@ def run(ctx):
     trace_bias.append(abs(np.mean(np.asarray(tr) - np.sum(Kg * np.asarray(G), axis=1))))
     ctx.log(f"dt lambda_max = {c:.1e}: E||dR - Kg|| = {sample_err[-1]:.3e}, bias {bias[-1]:.3e}, "
             f"trace bias {trace_bias[-1]:.3e}")
-  s_sample = finite.loglog_slope(cs, sample_err)[0]
-  s_bias = finite.loglog_slope(cs, bias)[0]
-  s_trace = finite.loglog_slope(cs, trace_bias)[0]
-  passed = abs(s_sample - 1) <= 0.1 and s_bias >= 0.9 and s_trace >= 0.9
+  fits = {name: loglog_slope(cs, v) for name, v in
+          (("per-sample error E||dR - Kg||", sample_err), ("bias ||E K_hat - K||_F", bias),
+           ("trace bias |E Tr_hat - Tr K|", trace_bias))}
+  judged = {name: rate_verdict(f[0], max(f[2], 0.1 / 3), 1.0, f"{name} vs dt")
+            for name, f in fits.items()}
+  s_sample, s_bias, s_trace = (f[0] for f in fits.values())
+  verdicts = [v for v, _ in judged.values()]
+  verdict = combine_verdicts(verdicts)
+  if verdicts[0] != HOLDS:           # the per-sample O(dt) error is the theorem's mechanism
+    verdict = verdicts[0]
+  reason = " ".join(r for v, r in judged.values() if v == verdict)
   fig, ax = plt.subplots(figsize=(5, 3.5))
   ax.loglog(cs, sample_err, "o-", label=f"E||dR - Kg|| (slope {s_sample:.2f})")
   ax.loglog(cs, bias, "s-", label=f"||E K_hat - K||_F (slope {s_bias:.2f})")
@@ -66,9 +76,11 @@ def run(ctx):
       measured={"slope_sample_error": round(s_sample, 3), "slope_bias_K": round(s_bias, 3),
                 "slope_bias_trace": round(s_trace, 3),
                 "relative_bias_at_dt_max": round(float(bias[-1] / np.linalg.norm(K)), 5)},
-      expected="bias O(dt) (slope >= 1); per-sample error slope 1",
-      tolerance="per-sample slope 1 +- 0.1; bias slopes >= 0.9", passed=bool(passed),
-      figures=[path],
+      expected="bias O(dt): slope 1 in dt; per-sample error slope 1",
+      tolerance="two-sided: |slope - 1| <= max(3 x regression s.e., 0.1)",
+      verdict=verdict, reason=reason, figures=[path],
+      quantities=[Quantity(f"{name} slope in dt", f[0], max(f[2], 0.1 / 3), "", 1.0, "stated")
+                  for name, f in fits.items()],
       notes=f"{M} antithetic probe pairs; the bias decays like dt^{s_bias:.2f}: the O(dt) term of "
             f"the Taylor expansion is odd in g and has zero mean, so Thm 3's O(dt) is an upper "
             f"bound and the actual bias is O(dt^2).")

@@ -22,10 +22,10 @@ Operators: 2-D Laplacian, the wave operator ``u_tt - 4 u_xx``, ``-u_xx + 2u`` in
 1-D, the Neumann normal derivative on the unit circle, and mixed blocks
 (Laplacian x Neumann, wave x ``u_t`` at ``t = 0``, Laplacian x identity).
 
-``run`` combines a list of parts (``PARTS``); each returns a :class:`PartResult`.
-The finite-width half of OPK-1 is added as one more part.
+``run`` combines a list of parts (``PARTS``), each returning a
+:class:`verification.PartResult`: the two routes here and the finite-width half
+(:func:`verification._finite_parts.opk1_finite_part`).
 """
-import dataclasses
 import time
 from typing import Callable, List
 
@@ -37,39 +37,12 @@ from ntkpde.operators import identity, normal_derivative, parse
 from ntkpde.reporting import save_figure
 from theory.erf_ntk_closed_form import operator_kernel_closed_form
 from theory.finite_differences import richardson_check
-from verification import Claim, Context, Outcome
+from verification import (B_STD, W_STD, Check, Claim, Context, Outcome, PartResult,
+                          combine_parts)
+from verification._finite_parts import opk1_finite_part
 
 SYMPY_RTOL = 1e-10
-W_STD, B_STD = 1.5, 0.1
 XY, XT = ("x", "y"), ("x", "t")
-
-
-@dataclasses.dataclass
-class Check:
-  """One block compared with one independent route; errors relative to max|block|."""
-  label: str
-  route: str
-  error: float
-  tolerance: float
-  passed: bool
-
-
-@dataclasses.dataclass
-class PartResult:
-  name: str
-  checks: List[Check]
-  figures: List[str] = dataclasses.field(default_factory=list)
-  notes: str = ""
-
-  @property
-  def passed(self) -> bool:
-    return bool(self.checks) and all(c.passed for c in self.checks)
-
-  def summary(self) -> str:
-    worst = max(self.checks, key=lambda c: c.error / c.tolerance)
-    return (f"{self.name}: {sum(c.passed for c in self.checks)}/{len(self.checks)} blocks within "
-            f"tolerance, worst {worst.label} error {worst.error:.1e} vs tolerance "
-            f"{worst.tolerance:.1e}")
 
 
 def fd_check(kernel_fn, T, S, x1, x2, get: str, label: str) -> Check:
@@ -151,7 +124,7 @@ def fd_part(ctx: Context) -> PartResult:
   return PartResult("finite differences (NTK)", checks)
 
 
-PARTS: List[Callable[[Context], PartResult]] = [sympy_part, fd_part]
+PARTS: List[Callable[[Context], PartResult]] = [sympy_part, fd_part, opk1_finite_part]
 
 
 def plot_checks(parts: List[PartResult], path) -> str:
@@ -172,24 +145,18 @@ def plot_checks(parts: List[PartResult], path) -> str:
   return save_figure(fig, path, dpi=110)
 
 
-def combine(parts: List[PartResult], figure) -> Outcome:
-  figures = [plot_checks(parts, figure)] + [f for p in parts for f in p.figures]
-  return Outcome(
-      measured="; ".join(p.summary() for p in parts),
-      expected="every block within its route's error estimate",
-      tolerance=f"FD: Richardson truncation + rounding bound per entry; SymPy: {SYMPY_RTOL:.0e} "
-                f"relative",
-      passed=all(p.passed for p in parts), figures=figures,
-      notes="\n".join(p.notes for p in parts if p.notes))
-
-
 def run(ctx: Context) -> Outcome:
   parts = []
   for part in PARTS:
     start = time.perf_counter()
     parts.append(part(ctx))
     ctx.log(f"{parts[-1].summary()} ({time.perf_counter() - start:.1f} s)")
-  return combine(parts, ctx.figure("opk1_routes.png"))
+  return combine_parts(
+      parts, expected="every block within its route's error estimate; finite-width error ratio "
+                      "as width^-1/2 predicts",
+      tolerance=f"FD: Richardson truncation + rounding bound per entry; SymPy: {SYMPY_RTOL:.0e} "
+                f"relative; finite width: see the part",
+      figures=[plot_checks(parts, ctx.figure("opk1_routes.png"))])
 
 
 CLAIMS = [Claim(
@@ -199,8 +166,3 @@ CLAIMS = [Claim(
               "differences and SymPy closed forms for Laplacian, wave, Helmholtz-type, Neumann "
               "and mixed operators and erf/sin/gelu/gaussian networks.",
     run=run)]
-
-# --- Finite-width half of OPK-1 (verification/_finite_parts.py) ---------------------------
-from verification._finite_parts import opk1_finite_part  # noqa: E402
-
-PARTS.append(opk1_finite_part)

@@ -12,11 +12,13 @@ asymptotically: ``K_hat = c + (1/w) sum_j k_j`` with i.i.d. per-neuron terms who
 is the analytic kernel, so ``E e^2 = Var / w`` (tests/test_finite.py checks the
 decomposition). Deeper networks add an ``O(1/w)`` bias, reported in ``--full`` only.
 
-Tolerance: ``|slope + 1/2| <= 3 s`` with ``s`` the bootstrap standard deviation of the
-fitted slope over seeds (200 resamples). The per-seed errors are heavy-tailed (the
-``u_xx`` terms carry the fourth power of the first-layer weights), so ``s`` is
-measured, not assumed; 3 s is a two-sided 99.7 % band if the slope estimate is
-roughly normal.
+Verdict (:func:`verification.rate_verdict`, two-sided): holds if ``|slope + 1/2| <= 3 s``
+with ``s`` the bootstrap standard deviation of the fitted slope over seeds
+(:func:`ntkpde.rates.bootstrap_slope`); a faster or slower resolved rate is a different
+form. The per-seed errors are heavy-tailed (the ``u_xx`` terms carry the fourth power of
+the first-layer weights), so ``s`` is measured, not assumed; 3 s is a two-sided 99.7 %
+band if the slope estimate is roughly normal. In ``--full`` every depth is judged; depth
+2's ``O(1/w)`` bias may bend its slope.
 
 ``--full`` on a machine without a GPU uses the stored results of
 ``benchmarks/gpu_finite_width.py`` (widths up to 8192) in
@@ -30,10 +32,9 @@ import numpy as np  # noqa: E402
 
 import ntkpde  # noqa: E402
 from ntkpde import finite, operators  # noqa: E402
-from verification import Claim, Outcome  # noqa: E402
+from verification import (B_STD, W_STD, Claim, Outcome, Quantity, combine_verdicts,  # noqa: E402
+                          rate_verdict)
 from verification._finite_parts import stored_gpu_outcome  # noqa: E402
-
-W_STD, B_STD = 1.5, 0.1
 
 
 def poisson_channels():
@@ -42,14 +43,22 @@ def poisson_channels():
 
 
 EXPECTED = "slope -0.5"
-TOLERANCE = "|slope + 0.5| <= 3 x bootstrap std over seeds"
+TOLERANCE = "|slope + 0.5| <= 3 x bootstrap std over seeds (two-sided)"
+
+
+def _quantities(depth, slope, spread, rms, width):
+  return [Quantity(f"error slope in width (depth {depth})", slope, spread, "", -0.5, "stated"),
+          Quantity(f"rms relative Frobenius error at width {width} (depth {depth})", rms)]
 
 
 def _stored_measure(stage):
   slope, spread = stage["slope"], stage["bootstrap_slope_std"]
-  return ({"depth1": {"slope": round(slope, 3), "spread": round(spread, 3),
-                      "rms_error_at_max_width": round(float(stage["rms"][-1]), 4),
-                      "widths": stage["widths"]}}, abs(slope + 0.5) <= 3 * spread)
+  verdict, reason = rate_verdict(slope, spread, -0.5, "depth 1 error vs width")
+  return {"measured": {"depth1": {"slope": round(slope, 3), "spread": round(spread, 3),
+                                  "rms_error_at_max_width": round(float(stage["rms"][-1]), 4),
+                                  "widths": stage["widths"]}},
+          "verdict": verdict, "reason": reason,
+          "quantities": _quantities(1, slope, spread, float(stage["rms"][-1]), stage["widths"][-1])}
 
 
 def run(ctx):
@@ -61,14 +70,16 @@ def run(ctx):
   seeds = list(range(12 if ctx.quick else 32))
   depths = [1] if ctx.quick else [1, 2]
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  measured, passed, notes = {}, True, []
+  measured, verdicts, reasons, quantities, notes = {}, [], [], [], []
   for depth in depths:
     ctx.log(f"depth {depth}: widths {widths}, {len(seeds)} seeds")
     res = finite.width_sweep(lambda w: ntkpde.mlp(depth, w, "erf", W_STD, B_STD),
                              poisson_channels(), widths, seeds, log=ctx.log)
     spread = res["bootstrap_slope_std"]
-    ok = abs(res["slope"] + 0.5) <= 3 * spread
-    passed &= ok
+    verdict, reason = rate_verdict(res["slope"], spread, -0.5, f"depth {depth} error vs width")
+    verdicts.append(verdict)
+    reasons.append(reason)
+    quantities += _quantities(depth, res["slope"], spread, float(res["rms"][-1]), widths[-1])
     measured[f"depth{depth}"] = {"slope": round(res["slope"], 3), "spread": round(spread, 3),
                                  "rms_error_at_max_width": round(float(res["rms"][-1]), 4)}
     notes.append(f"depth {depth}: rms errors {np.round(res['rms'], 4).tolist()} at widths "
@@ -83,8 +94,10 @@ def run(ctx):
   ax.set_ylabel("||K_hat - K||_F / ||K||_F")
   ax.legend(fontsize=8)
   path = ctx.save_figure(fig, "opk2_width_sweep.png")
-  return Outcome(measured=measured, expected=EXPECTED, tolerance=TOLERANCE, passed=bool(passed),
-                 figures=[path], notes=" ".join(notes))
+  verdict = combine_verdicts(verdicts)
+  return Outcome(measured=measured, expected=EXPECTED, tolerance=TOLERANCE, verdict=verdict,
+                 reason=" ".join(r for v, r in zip(verdicts, reasons) if v == verdict),
+                 quantities=quantities, figures=[path], notes=" ".join(notes))
 
 
 CLAIMS = [Claim(id="OPK-2", paper="operator-informed-ntk",

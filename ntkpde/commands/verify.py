@@ -26,32 +26,6 @@ def add_arguments(parser) -> None:
                            "and run only the others")
 
 
-def _cell(value) -> str:
-  """A Markdown table cell: one line, ``|`` escaped (norms like ``||r||`` stay readable)."""
-  return str(value).replace("\n", " ").replace("|", "\\|")
-
-
-def _markdown(records, quick: bool, device: str) -> str:
-  lines = [f"# ntkpde verification report ({'quick' if quick else 'full'})", "",
-           f"Device: {device}. Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.", "",
-           "| id | paper | holds | measured | expected | tolerance | seconds | device |",
-           "|---|---|---|---|---|---|---|---|"]
-  for r in records:
-    verdict = {True: "yes", False: "**no**"}.get(r["passed"], "error")
-    cells = [r["id"], r["paper"], verdict, r["measured"], r["expected"], r["tolerance"],
-             f"{r['seconds']:.1f}", r["device"]]
-    lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-  for r in records:
-    lines += ["", f"## {r['id']}", "", r["statement"], ""]
-    if r.get("notes"):
-      lines += [r["notes"], ""]
-    if r.get("error"):
-      lines += ["```", r["error"], "```", ""]
-    for fig in r.get("figures", []):
-      lines.append(f"![{r['id']}]({fig})")
-  return "\n".join(lines) + "\n"
-
-
 def _previous_records(path: Path, mode: str, claims) -> dict:
   """Records of ``path`` (a ``results.json``) to keep under ``--resume``: same mode, a
   verdict (not an error), a claim that still exists."""
@@ -67,7 +41,7 @@ def _previous_records(path: Path, mode: str, claims) -> dict:
 
 def run(args) -> int:
   from ntkpde import reporting
-  from verification import Context, all_claims
+  from verification import Context, all_claims, report
   claims = all_claims()
   if args.list:
     for cid, c in claims.items():
@@ -99,20 +73,18 @@ def run(args) -> int:
       o = claim.run(ctx)
       figures = [str(Path(f).relative_to(out)) if Path(f).is_absolute() or str(f).startswith(str(out))
                  else str(f) for f in o.figures]
-      record.update(measured=o.measured, expected=o.expected, tolerance=o.tolerance,
-                    passed=bool(o.passed), figures=figures, notes=o.notes,
-                    device=o.device or device)
+      record.update(report.record_fields(o, figures, device))
     except Exception:  # a crash is reported, not hidden; the run goes on
       errors += 1
       record.update(measured="error", expected="", tolerance="", passed=None, figures=[],
                     device=device, error=traceback.format_exc(limit=6))
     record["seconds"] = time.perf_counter() - start
     records.append(record)
-    verdict = {True: "holds", False: "DOES NOT HOLD", None: "ERROR"}[record["passed"]]
+    verdict = record.get("verdict", "ERROR")
     print(f"    -> {verdict} ({record['seconds']:.1f} s): {record['measured']}", flush=True)
     # Written after every claim: an interrupted run keeps what it has computed.
     reporting.write_json_atomic(out / "results.json", records)
-    reporting.write_atomic(out / "report.md", _markdown(records, quick, device))
+    reporting.write_atomic(out / "report.md", report.markdown(records, quick, device))
   held = sum(r["passed"] is True for r in records)
   print(f"{held} of {len(records)} claims hold, {errors} errors; report: {out / 'report.md'}")
   return 1 if errors else 0
