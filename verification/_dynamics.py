@@ -11,7 +11,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
-import sympy  # noqa: E402
 
 import ntkpde  # noqa: E402
 from ntkpde import operators, problems  # noqa: E402
@@ -39,10 +38,9 @@ def circle_channels(m: int, seed: int, direction=(1, 0), equispaced: bool = Fals
   X = np.stack([np.cos(g), np.sin(g)], axis=1)
   d = operators.directional_derivative(XY, direction)
   # d_h (x y) = h_1 y + h_2 x, with h possibly depending on x (e.g. tangential (-y, x)).
-  x_, y_ = sympy.symbols(XY)
-  h = [np.broadcast_to(np.asarray(sympy.lambdify((x_, y_), sympy.sympify(c))(X[:, 0], X[:, 1]),
-                                  dtype=float), (m,)) for c in direction]
-  labels = (X[:, 0] * X[:, 1], h[0] * X[:, 1] + h[1] * X[:, 0])
+  h = {t.multi_index: c for t, c in zip(d.terms, d.coefficients(X))}
+  labels = (X[:, 0] * X[:, 1],
+            np.asarray(h.get((1, 0), 0.0) * X[:, 1] + h.get((0, 1), 0.0) * X[:, 0]))
   return [("f", operators.identity(XY), X), ("df", d, X)], labels, X
 
 
