@@ -3,7 +3,7 @@
 ``mlp`` builds a fully-connected network in the NTK parameterisation; ``network``
 wraps any user stax triple. Both return a :class:`Network` whose ``kernel_fn``
 carries ``max_operator_order``: the highest derivative order an operator may
-apply on each side of the analytic kernel (``None`` = no limit). ReLU-family
+apply on each side of the analytic kernel (``None``: not declared, probed first). ReLU-family
 kernels are not differentiable at ``x = x'`` (their derivatives blow up on the
 diagonal), so only order-0 operators are allowed with them.
 """
@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable, Optional
 
 from ntkpde._compat import import_neural_tangents
+from ntkpde.expressions import MAX_DERIVATIVE_ORDER
 from ntkpde.input_maps import InputMap
 
 stax = import_neural_tangents().stax
@@ -28,6 +29,8 @@ ACTIVATIONS = {
     "abrelu": (lambda a=0.2, b=1.0, **kw: stax.ABRelu(a, b, **kw), 0),
 }
 SMOOTH_ACTIVATIONS = tuple(a for a, (_, order) in ACTIVATIONS.items() if order is None)
+# The declared order of smooth networks: every operator the parser admits.
+SMOOTH_ORDER = MAX_DERIVATIVE_ORDER
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,8 +61,10 @@ class Network:
 
 def network(init_fn, apply_fn, kernel_fn, max_operator_order: Optional[int] = None,
             input_map: Optional[InputMap] = None, description: str = "user network") -> Network:
-  """Wraps any stax triple. ``max_operator_order=None`` declares the kernel smooth;
-  pass 0 for ReLU-family activations."""
+  """Wraps any stax triple. ``max_operator_order`` declares the highest derivative order
+  an operator may apply on each side of the kernel: 0 for ReLU-family activations,
+  :data:`SMOOTH_ORDER` for smooth ones. ``None`` declares nothing: before a derivative
+  operator the kernel is then probed for a non-smooth diagonal (:mod:`ntkpde.smoothness`)."""
   if input_map is None:
     wrapped_init, wrapped_apply = init_fn, apply_fn
   else:
@@ -87,6 +92,7 @@ def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.
   if int(depth) < 1 or int(width) < 1:
     raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}.")
   factory, max_order = ACTIVATIONS[activation]
+  max_order = SMOOTH_ORDER if max_order is None else max_order
   layers = []
   for _ in range(int(depth)):
     layers += [stax.Dense(int(width), W_std, b_std, parameterization=parameterization),

@@ -217,7 +217,8 @@ def test_relu_refuses_derivative_operators_before_any_work(points):
     (np.zeros((2, 4, 2)), r"shape \(n, 2\)"),
     (np.array([[0.0, np.nan]]), "finite numbers"),
     (np.array([[0.0, np.inf]]), "finite numbers"),
-    (np.array([["a", "b"]]), "finite numbers"),
+    (np.array([["a", "b"]]), "real numbers"),
+    (np.array([[0.0, 1j]]), "real numbers"),
 ])
 def test_bad_points(erf1, points, x1, message):
   k = ntkpde.operator_kernel(erf1.kernel_fn, IDENT)
