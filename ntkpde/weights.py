@@ -43,7 +43,8 @@ def trace_weights(gram: BlockGram) -> Dict[str, float]:
 def check_block_trace(name: str, block_trace: float, where: str = "") -> None:
   """Trace weights ``Tr(K) / Tr(K_cc)`` need ``Tr(K_cc) > 0``: ``ValueError`` otherwise."""
   if not block_trace > 0:
-    raise ValueError(f"channel {name!r} has kernel trace {block_trace}{where}; trace weights "
+    shown = "<= 0" if np.isnan(block_trace) else block_trace
+    raise ValueError(f"channel {name!r} has kernel trace {shown}{where}; trace weights "
                      f"need a positive trace on every channel.")
 
 
