@@ -47,7 +47,7 @@ def run(ctx):
     same = inertia(lam.real, err) == inertia(g, 0)
     ok &= bool(real and same)
     times = np.linspace(0, horizons[name], 100)
-    flow = residual_flow(K, r0, -g)
+    flow = residual_flow(K, r0, -g, signed=True)
     E = energy(flow(times))
     if name == "negative":
       bound = kmax / kmin * E[0] * np.exp(-2 * kmin * np.abs(g.max()) * times)
@@ -63,8 +63,8 @@ def run(ctx):
       decay = np.argmin(lam.real)
       v_up, v_down = np.real(np.linalg.eig(K * g[None, :])[1][:, [grow, decay]]).T
       t1 = 1.0 / np.abs(lam.real[[grow, decay]]).max()
-      up = np.linalg.norm(residual_flow(K, v_up, -g)(t1)) / np.linalg.norm(v_up)
-      down = np.linalg.norm(residual_flow(K, v_down, -g)(t1)) / np.linalg.norm(v_down)
+      up = np.linalg.norm(residual_flow(K, v_up, -g, signed=True)(t1)) / np.linalg.norm(v_up)
+      down = np.linalg.norm(residual_flow(K, v_down, -g, signed=True)(t1)) / np.linalg.norm(v_down)
       mixed_ok = (np.isclose(up, np.exp(lam.real[grow] * t1), rtol=1e-8)
                   and np.isclose(down, np.exp(lam.real[decay] * t1), rtol=1e-8))
       ok &= bool(mixed_ok)
