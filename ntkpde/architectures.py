@@ -8,6 +8,7 @@ kernels are not differentiable at ``x = x'`` (their derivatives blow up on the
 diagonal), so only order-0 operators are allowed with them.
 """
 import dataclasses
+import numbers
 from typing import Callable, Optional
 
 from ntkpde._compat import import_neural_tangents
@@ -89,8 +90,8 @@ def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.
   """
   if activation not in ACTIVATIONS:
     raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-  if int(depth) < 1 or int(width) < 1:
-    raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}.")
+  if not all(isinstance(v, numbers.Integral) and v >= 1 for v in (depth, width)):
+    raise ValueError(f"depth and width must be integers >= 1, got depth={depth!r}, width={width!r}.")
   factory, max_order = ACTIVATIONS[activation]
   max_order = SMOOTH_ORDER if max_order is None else max_order
   layers = []

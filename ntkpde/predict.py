@@ -308,11 +308,16 @@ class ResidualFlow:
     return out.reshape(ks.shape + (d.n,))
 
 
-def residual_flow(K, r0, weights=None, learning_rate: float = 1.0) -> ResidualFlow:
+def residual_flow(K, r0, weights=None, learning_rate: float = 1.0,
+                  signed: bool = False) -> ResidualFlow:
   """The residuals ``r(t)`` of ``dr/dt = -learning_rate * K A r``, ``r(0) = r0``.
 
   ``K`` is an ``(n, n)`` kernel (e.g. ``gram(...).matrix``), ``weights`` is ``A``: a
-  vector (diagonal) or an ``(n, n)`` matrix (default: identity). No ``1/n`` is applied:
+  vector (diagonal) or an ``(n, n)`` matrix (default: identity), a loss weighting (``>= 0``
+  or with a PSD symmetric part, not zero: :func:`ntkpde.weights.per_residual`) unless
+  ``signed=True``, which accepts any finite real ``A`` (the general linear flow, e.g.
+  ``A = -G`` of adversarial training; it may grow, and ``t = inf`` may not exist).
+  No ``1/n`` is applied:
   pass ``learning_rate = eta / n`` for the loss ``1/(2n) r^T A r`` with step ``eta``.
   Symmetric PSD ``A``: one ``eigh`` of ``c A^{1/2} K A^{1/2}``; otherwise ``eig`` of
   ``c K A`` with an eigenvector-condition check (``MAX_EIGVEC_COND``) and
@@ -325,7 +330,7 @@ def residual_flow(K, r0, weights=None, learning_rate: float = 1.0) -> ResidualFl
     raise ValueError(f"r0 must have shape ({n},) to match K, got {r0.shape}.")
   if not np.all(np.isfinite(r0)):
     raise ValueError("r0 has NaN or inf entries.")
-  A = per_residual(weights, {"residuals": n})
+  A = per_residual(weights, {"residuals": n}, signed=signed)
   if not (np.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
   return ResidualFlow(_decompose(K, A, float(learning_rate)), r0)

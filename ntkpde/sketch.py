@@ -182,7 +182,7 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
   if bad.size:
     step, channel = bad[0]
     check_block_trace(tuple(sizes)[channel], float("nan"),
-                      f" (a {weights} kernel estimate at step {step} gave a trace <= 0)")
+                      f" in the {weights} kernel estimate at step {step}")
   if not np.all(np.isfinite(out["residual_sq"])):
     raise FloatingPointError("the residuals became NaN/inf: reduce learning_rate.")
   out["params"] = final

@@ -11,10 +11,14 @@ their order (:func:`ntkpde.network`'s ``max_operator_order``); for anything else
   part ``E(h) = (K(x, x+h) + K(x, x-h))/2 - K(x, x)`` is ``a h^2 + b h^4 + ...`` for a
   smooth kernel and ``c |h|^q + a h^2 + ...`` with a non-smooth term, so
   ``R(h) = E(h) - 4 E(h/2)`` (the ``h^2`` term removed) scales as ``h^4`` (smooth) or
-  ``h^q``; ``q = log2(R(h) / R(h/2))``. Measured with ``h = 0.05`` on every activation
-  of :data:`ntkpde.ACTIVATIONS` at depths 1 and 3: ``R(h)/R(h/2) = 16.0 +- 0.3`` for the
-  smooth ones, ``2.00`` (ReLU-family NTK, ``q = 1``) and ``8.0 +- 0.2`` (their NNGP,
-  ``q = 3``). Inspecting the traced kernel cannot tell them apart: smooth and ReLU
+  ``h^q``; ``q = log2(R(h) / R(h/2))``, read at the smallest ``h = 0.1 / 2^j`` where ``R``
+  is still far above rounding (``1e-10 K(x, x)``), so that the kernel's own length scale
+  (input maps, Fourier features) does not matter: at larger ``h`` the ``h^4`` and ``h^6``
+  terms of a smooth kernel can cancel (erf depth 2 with a box map: ratio 5 at ``h = 0.05``,
+  15.6 at ``h = 0.01``). Measured on every activation of :data:`ntkpde.ACTIVATIONS` at
+  depths 1 and 3, with no input map, a box map, the periodic embedding and Fourier features
+  (scale 5): ``q = 4.0 +- 0.1`` for the smooth ones, ``1.0`` (ReLU-family NTK) and
+  ``3.0`` (their NNGP). Inspecting the traced kernel cannot tell them apart: smooth and ReLU
   kernels of neural-tangents both clamp a square root with ``max``; only the value of
   its argument on the diagonal (zero for ReLU) differs.
 * :func:`check_apply_fn` inspects the traced network (``jax.make_jaxpr``, sub-programs
@@ -38,7 +42,8 @@ SMOOTH_CALLS = frozenset({"logaddexp", "logsumexp", "softplus", "log_softmax", "
 # R(h)/R(h/2) is 16 for a smooth kernel, 2^q for a |h|^q term; below this ratio (q < 3.6)
 # the kernel is not smooth enough for any derivative on both sides.
 SMOOTH_RATIO = 12.0
-PROBE_STEP = 0.05
+PROBE_STEPS = 0.1 * 2.0 ** -np.arange(16)
+RESOLVED = 1e-10  # |R| above this times K(x, x) is far above rounding (~1e-15 K(x, x))
 DECLARE = ("declare its smoothness with ntkpde.network(init_fn, apply_fn, kernel_fn, "
            "max_operator_order=...) (0 for ReLU-family networks), or use a smooth activation "
            "(erf, sin, cos, gelu, gaussian, sigmoid_like)")
@@ -89,19 +94,24 @@ def diagonal_exponent(kernel_fn: Callable, get: str, dim: int) -> float:
   measured as in the module docstring (``4`` or more: smooth to the probe's resolution;
   ``inf`` when ``R`` is at rounding level, e.g. a polynomial kernel)."""
   x = np.full((1, dim), 0.37) + 0.11 * np.arange(dim)
-  steps = PROBE_STEP * np.array([1.0, 0.5, 0.25])
+  m = len(PROBE_STEPS)
   exponent = np.inf
   for i in range(dim):
-    shifts = np.zeros((3, dim))
-    shifts[:, i] = steps
+    shifts = np.zeros((m, dim))
+    shifts[:, i] = PROBE_STEPS
     probes = np.concatenate([x, x + shifts, x - shifts])
     k = np.asarray(kernel_fn(jnp.asarray(x), jnp.asarray(probes), get), dtype=np.float64)[0]
-    even = (k[1:4] + k[4:7]) / 2 - k[0]
-    R = even[:2] - 4 * even[1:]
-    if not np.all(np.isfinite(k)) or np.all(np.abs(R) <= 1e-11 * max(abs(k[0]), 1e-300)):
-      continue
-    ratio = abs(R[0] / R[1]) if R[1] != 0 else np.inf
-    exponent = min(exponent, float(np.log2(ratio)) if ratio > 0 else 0.0)
+    if not np.all(np.isfinite(k)):
+      continue  # NaN/inf kernels are reported by the evaluation itself
+    even = (k[1:m + 1] + k[m + 1:]) / 2 - k[0]
+    R = even[:-1] - 4 * even[1:]                      # R at PROBE_STEPS[:-1]
+    resolved = np.abs(R) > RESOLVED * max(abs(k[0]), 1e-300)
+    # the smallest step j with R resolved at j and j - 1: ratio R[j-1] / R[j]
+    pairs = np.flatnonzero(resolved[:-1] & resolved[1:])
+    if pairs.size == 0:
+      continue  # R at rounding level: a polynomial-like kernel, smooth to the probe
+    j = pairs[-1] + 1
+    exponent = min(exponent, float(np.log2(max(abs(R[j - 1] / R[j]), 1.0))))
   return exponent
 
 

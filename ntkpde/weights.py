@@ -43,7 +43,8 @@ def trace_weights(gram: BlockGram) -> Dict[str, float]:
 def check_block_trace(name: str, block_trace: float, where: str = "") -> None:
   """Trace weights ``Tr(K) / Tr(K_cc)`` need ``Tr(K_cc) > 0``: ``ValueError`` otherwise."""
   if not block_trace > 0:
-    raise ValueError(f"channel {name!r} has kernel trace {block_trace}{where}; trace weights "
+    shown = "<= 0" if np.isnan(block_trace) else block_trace
+    raise ValueError(f"channel {name!r} has kernel trace {shown}{where}; trace weights "
                      f"need a positive trace on every channel.")
 
 
@@ -65,7 +66,8 @@ def inverse_kernel_weights(K) -> np.ndarray:
 RULES = {"trace": trace_weights}
 
 
-def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = None) -> np.ndarray:
+def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = None,
+                 signed: bool = False) -> np.ndarray:
   """Resolves a weighting to a vector ``(n,)`` or a matrix ``(n, n)`` over the residuals.
 
   ``weights`` is ``None`` (all ones), a mapping ``{channel: w_c}`` (missing channels
@@ -73,7 +75,9 @@ def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = N
   residual, an ``(n, n)`` matrix, or the name of a rule in :data:`RULES` (needs
   ``gram``). ``sizes`` maps channel names (in order) to their sizes. Raises
   ``ValueError`` for non-finite or negative entries, all-zero weights, wrong shapes or
-  unknown channels (:func:`check_nonnegative`).
+  unknown channels (:func:`check_nonnegative`). ``signed=True`` accepts any finite real
+  ``A`` (not a loss weighting: the general linear flow of adversarial training, whose
+  discriminator gives ``A = -G`` of either sign).
   """
   names = list(sizes)
   n = int(sum(sizes.values()))
@@ -106,6 +110,10 @@ def per_residual(weights: Weights, sizes: Mapping[str, int], gram: BlockGram = N
     else:
       raise ValueError(f"weights must be one per channel ({len(names)}), one per residual "
                        f"({n}) or an ({n}, {n}) matrix; got shape {arr.shape}.")
+  if signed:
+    if not np.all(np.isfinite(out)):
+      raise ValueError("weights must be finite; got NaN or inf entries.")
+    return out
   return check_nonnegative(out)
 
 

@@ -3,6 +3,7 @@ that do not hold and claims that crash, and rejects unknown ids."""
 import json
 import re
 
+import numpy as np
 import pytest
 
 import verification
@@ -79,8 +80,108 @@ def test_verify_resume_keeps_finished_claims_and_reruns_errors(fake_claims, tmp_
 
 def test_verify_unknown_id_is_rejected(fake_claims, tmp_path, capsys):
   assert cli.main(["verify", "--only", "NOPE-9", "--out", str(tmp_path)]) == 2
-  assert "unknown claim id" in capsys.readouterr().out
+  captured = capsys.readouterr()
+  assert "--only NOPE-9: unknown claim id" in captured.err and captured.out == ""
+  assert len(captured.err.strip().splitlines()) == 1
   assert not (tmp_path / "results.json").exists()
+
+
+def test_verify_only_and_resume_merge_records_by_id(fake_claims, tmp_path, monkeypatch):
+  """--only X on a folder with finished claims keeps the others' records (in results.json
+  and report.md); the newest record of a claim replaces its older one."""
+  assert cli.main(["verify", "--out", str(tmp_path)]) == 1
+  first = {r["id"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+  monkeypatch.setattr(fake_claims["FAKE-2"], "run", _holds)
+  assert cli.main(["verify", "--only", "FAKE-2", "--out", str(tmp_path)]) == 0
+  records = json.loads((tmp_path / "results.json").read_text())
+  assert [r["id"] for r in records] == ["FAKE-1", "FAKE-2", "FAKE-3"]
+  by_id = {r["id"]: r for r in records}
+  assert by_id["FAKE-1"] == first["FAKE-1"] and by_id["FAKE-3"] == first["FAKE-3"]
+  assert first["FAKE-2"]["passed"] is False and by_id["FAKE-2"]["passed"] is True  # newest wins
+  report = (tmp_path / "report.md").read_text()
+  assert all(f"## FAKE-{i}" in report for i in (1, 2, 3))
+  monkeypatch.setattr(fake_claims["FAKE-3"], "run", _holds)
+  assert cli.main(["verify", "--resume", "--only", "FAKE-1", "--only", "FAKE-3",
+                   "--out", str(tmp_path)]) == 0
+  records = json.loads((tmp_path / "results.json").read_text())
+  assert [r["passed"] for r in records] == [True, True, True]   # FAKE-3 rerun, newest wins
+
+
+def test_verify_lock_refuses_a_second_live_run_and_takes_over_a_stale_one(fake_claims, tmp_path,
+                                                                         capsys):
+  import subprocess
+  live = subprocess.Popen(["sleep", "30"])
+  try:
+    (tmp_path / ".ntkpde.lock").write_text(f"{live.pid}\n")
+    assert cli.main(["verify", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"pid {live.pid}" in err and "another ntkpde run" in err
+    assert not (tmp_path / "results.json").exists()
+  finally:
+    live.kill()
+    live.wait()
+  # the owner is gone: the lock is stale and taken over with a message
+  assert cli.main(["verify", "--only", "FAKE-1", "--out", str(tmp_path)]) == 0
+  assert "stale lock" in capsys.readouterr().out
+  assert not (tmp_path / ".ntkpde.lock").exists()  # released at the end
+
+
+def test_verify_ctrl_c_stops_and_keeps_finished_claims(fake_claims, tmp_path, monkeypatch):
+  import os
+  import signal
+
+  def interrupted(ctx):
+    os.kill(os.getpid(), signal.SIGINT)
+    raise AssertionError("not reached")
+  monkeypatch.setattr(fake_claims["FAKE-2"], "run", interrupted)
+  assert cli.main(["verify", "--out", str(tmp_path)]) == 130
+  records = json.loads((tmp_path / "results.json").read_text())
+  assert [r["id"] for r in records] == ["FAKE-1"]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_verify_ctrl_c_swallowed_on_its_way_still_stops_the_loop(fake_claims, tmp_path,
+                                                                  monkeypatch):
+  """A SIGINT whose KeyboardInterrupt is swallowed (as in JAX's GC callbacks) still stops the
+  run after the claim in progress, which is kept."""
+  import os
+  import signal
+  calls = []
+
+  def swallowing(ctx):
+    try:
+      os.kill(os.getpid(), signal.SIGINT)
+    except KeyboardInterrupt:
+      pass
+    calls.append("FAKE-1")
+    return _holds(ctx)
+  monkeypatch.setattr(fake_claims["FAKE-1"], "run", swallowing)
+  monkeypatch.setattr(fake_claims["FAKE-2"], "run", lambda ctx: calls.append("FAKE-2"))
+  assert cli.main(["verify", "--out", str(tmp_path)]) == 130
+  assert calls == ["FAKE-1"]
+  assert [r["id"] for r in json.loads((tmp_path / "results.json").read_text())] == ["FAKE-1"]
+
+
+def test_output_files_honour_the_umask(fake_claims, tmp_path):
+  import os
+  old = os.umask(0o027)
+  try:
+    assert cli.main(["verify", "--only", "FAKE-1", "--out", str(tmp_path)]) == 0
+  finally:
+    os.umask(old)
+  for name in ("results.json", "report.md", "figures/fake.png"):
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_results_json_is_standard_json_with_reasons_for_non_finite_values(tmp_path):
+  from ntkpde import reporting
+  reporting.write_json_atomic(tmp_path / "r.json", {"alpha": float("nan"), "kappa": np.inf,
+                                                    "lam": np.array([1.0, np.nan, -np.inf])})
+  text = (tmp_path / "r.json").read_text()
+  assert "NaN" not in text and "Infinity" not in text
+  data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+  assert data["alpha"] is None and data["kappa"] is None and data["lam"] == [1.0, None, None]
+  assert data["non_finite"] == {"alpha": "nan", "kappa": "inf", "lam": "1 nan, 1 -inf"}
 
 
 def test_registry_ids_are_those_of_claims_md():

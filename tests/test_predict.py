@@ -44,6 +44,7 @@ def weight_cases(n, seed=0):
       "zero-channel": np.r_[np.zeros(4), np.ones(n - 4)],
       "psd-matrix": Y @ Y.T / n,
       "nonsymmetric": Y / np.sqrt(n) + 2 * np.eye(n),
+      "indefinite": np.r_[-np.ones(3), np.ones(n - 3)],   # signed=True: the general flow
   }
 
 
@@ -58,7 +59,7 @@ def test_flow_matches_expm_and_steps_match_recursion(case):
   K = random_spd(n, 1)
   A = weight_cases(n)[case]
   r0 = np.random.default_rng(2).normal(size=n)
-  flow = residual_flow(K, r0, A, learning_rate=c)
+  flow = residual_flow(K, r0, A, learning_rate=c, signed=case == "indefinite")
   M = c * K @ as_matrix(A, n)
   times = np.array([0.0, 0.5, 4.0])
   expected = np.stack([scipy.linalg.expm(-M * t) @ r0 for t in times])
@@ -125,6 +126,18 @@ def test_max_stable_learning_rate_helper_against_numpy_eigvals(case):
   with pytest.warns(RuntimeWarning, match=f"max_stable_learning_rate = {expected / n:.6g}"):
     above = residual_flow(K, r0, A, 1.01 * expected / n).steps(3000)
   assert np.linalg.norm(below) < 10 * np.linalg.norm(r0) < 1e-6 * np.linalg.norm(above)
+
+
+def test_signed_weights_are_opt_in():
+  """Negative weights are not a loss weighting (refused by default); the general linear flow
+  of adversarial training takes them with signed=True and grows along the negative ones."""
+  K, r0 = random_spd(6, 17), np.ones(6)
+  with pytest.raises(ValueError, match=">= 0"):
+    residual_flow(K, r0, -np.ones(6))
+  flow = residual_flow(K, r0, -np.ones(6), signed=True)
+  assert np.linalg.norm(flow(1.0)) > np.linalg.norm(r0)
+  with pytest.raises(ValueError, match="does not exist"):
+    flow(np.inf)
 
 
 def rank_deficient(n=20, rank=8, seed=14):

@@ -7,40 +7,43 @@ table against the exact solution, and writes ``solution.png`` (exact vs ensemble
 ``error.png`` (pointwise error), ``residual_energy.png`` (mean residual energy per
 channel over time, :func:`ntkpde.predict.residual_flow`) and ``results.json``.
 
-The default learning rate is ``eta = n / lambda_max(K A)``, half the largest stable one,
-so one step contracts the fastest mode by ``1/e``-ish and times are comparable across
-problems. ``t = inf`` needs a solve with ``K``; if it is singular to working precision
-the row is recomputed with ``diag_reg = 1e-12`` and labelled so.
+The default learning rate is half the largest stable one
+(:func:`ntkpde.predict.max_stable_learning_rate`, ``2 n / lambda_max(K A)``), so one step
+contracts the fastest mode by ``1/e``-ish and times are comparable across problems.
+``t = inf`` is the limit of the flow (no regulariser needed). The residual energies
+``1/2 sum_{i in c} r_i^2`` are those of the ensemble mean at the channels' points.
+Every mistake in the options is reported before any work (nothing is created).
 """
 import time
-from pathlib import Path
 
 import numpy as np
 
+from ntkpde.commands import (UsageError, finite_float, nonnegative_float, positive_float,
+                             positive_int, writable_folder)
+
 NAME = "solve"
 HELP = "closed-form infinite-width PINN of a benchmark problem: error table and plots"
-FALLBACK_DIAG_REG = 1e-12
 
 
 def add_arguments(parser) -> None:
   from ntkpde import problems
   parser.add_argument("problem", choices=problems.names())
   parser.add_argument("--arch", default="erf:2", help="ACTIVATION:DEPTH of the MLP (default erf:2)")
-  parser.add_argument("--W-std", type=float, default=1.5)
-  parser.add_argument("--b-std", type=float, default=0.1)
-  parser.add_argument("--n-interior", type=int, default=None, help="interior points")
+  parser.add_argument("--W-std", type=positive_float, default=1.5)
+  parser.add_argument("--b-std", type=nonnegative_float, default=0.1)
+  parser.add_argument("--n-interior", type=positive_int, default=None, help="interior points")
   parser.add_argument("--size", action="append", default=[], metavar="CHANNEL=N",
                       help="points of one channel, e.g. --size boundary=16 (repeatable)")
   parser.add_argument("--sampler", default="sobol", choices=("uniform", "grid", "sobol", "lhs"))
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--weights", default="none",
                       help="'none', 'trace' (NTK trace weights) or CHANNEL=W,CHANNEL=W")
-  parser.add_argument("--learning-rate", type=float, default=None,
+  parser.add_argument("--learning-rate", type=positive_float, default=None,
                       help="eta (default: n / lambda_max(K A), half the stability limit)")
   parser.add_argument("--t", default="10,100,1000,10000,inf",
                       help="comma-separated times in optimiser steps; 'inf' = converged")
-  parser.add_argument("--diag-reg", type=float, default=0.0)
-  parser.add_argument("--n-test", type=int, default=None,
+  parser.add_argument("--diag-reg", type=nonnegative_float, default=0.0)
+  parser.add_argument("--n-test", type=positive_int, default=None,
                       help="test points per axis (default 201 in 1-D, 41 in 2-D)")
   parser.add_argument("--out", default="solve_out", help="output folder")
 
@@ -49,23 +52,69 @@ def _parse_times(text):
   out = []
   for piece in text.split(","):
     piece = piece.strip()
-    value = np.inf if piece == "inf" else float(piece)
-    if not value >= 0:
-      raise ValueError(f"--t: times must be >= 0 or 'inf', got {piece!r}.")
+    try:
+      value = np.inf if piece == "inf" else finite_float(piece)
+    except Exception:  # noqa: BLE001 -- argparse's type error, re-raised with the option
+      value = None
+    if value is None or not value >= 0:
+      raise UsageError(f"--t {text!r}: each time must be a number >= 0 or 'inf', got {piece!r}.")
     out.append(value)
   return np.array(sorted(out))
+
+
+def _channel_values(option, text, names, kind):
+  """``{channel: kind(value)}`` from ``CHANNEL=VALUE,...`` (``--weights``) or one item."""
+  out = {}
+  for piece in text.split(","):
+    name, _, value = piece.partition("=")
+    if name not in names:
+      raise UsageError(f"{option} {text!r}: unknown channel {name!r}; channels are {list(names)}.")
+    try:
+      out[name] = kind(value)
+    except Exception:  # noqa: BLE001 -- argparse's type error, re-raised with the option
+      raise UsageError(f"{option} {text!r}: {name} must be {kind.__doc__}, got {value!r}.") \
+          from None
+  return out
+
+
+def _weight(text: str) -> float:
+  """a finite number >= 0"""
+  return nonnegative_float(text)
+
+
+def _size(text: str) -> int:
+  """an integer >= 1"""
+  return positive_int(text)
 
 
 def _parse_weights(text, names):
   if text in ("none", "trace"):
     return None if text == "none" else "trace"
-  out = {}
-  for piece in text.split(","):
-    name, _, value = piece.partition("=")
-    if name not in names or not value:
-      raise ValueError(f"--weights: expected CHANNEL=W with CHANNEL in {list(names)}, got {piece!r}.")
-    out[name] = float(value)
+  out = _channel_values("--weights", text, names, _weight)
+  if not any(out.values()) and len(out) == len(names):
+    raise UsageError(f"--weights {text!r}: all weights are zero; nothing would train.")
   return out
+
+
+def _parse_arch(text, problem):
+  """``(activation, depth)`` of ``ACTIVATION:DEPTH``; a non-smooth activation is refused when
+  the problem has derivative operators."""
+  from ntkpde.architectures import ACTIVATIONS
+  activation, _, depth = text.partition(":")
+  if activation not in ACTIVATIONS:
+    raise UsageError(f"--arch {text!r}: unknown activation {activation!r}; choose from "
+                     f"{sorted(ACTIVATIONS)}.")
+  try:
+    depth = positive_int(depth or "2")
+  except Exception:  # noqa: BLE001
+    raise UsageError(f"--arch {text!r}: DEPTH must be an integer >= 1, got {depth!r}.") from None
+  limit = ACTIVATIONS[activation][1]
+  order = max(problem.operator(c.name).order for c in problem.channels)
+  if limit is not None and order > limit:
+    raise UsageError(f"--arch {text!r}: {activation} networks are not differentiable, and "
+                     f"{problem.name} has operators of order {order}; use a smooth activation "
+                     f"(erf, sin, cos, gelu, gaussian, sigmoid_like).")
+  return activation, depth
 
 
 def _test_grid(problem, n_test):
@@ -75,78 +124,71 @@ def _test_grid(problem, n_test):
 
 
 def run(args) -> int:
+  import ntkpde
+  from ntkpde import problems, reporting
+
+  problem = problems.get(args.problem)
+  names = [c.name for c in problem.channels]
+  activation, depth = _parse_arch(args.arch, problem)
+  times = _parse_times(args.t)
+  weight_spec = _parse_weights(args.weights, names)
+  sizes = {}
+  for item in args.size:
+    sizes.update(_channel_values("--size", item, names, _size))
+  if args.n_interior is not None:
+    if "interior" not in names:
+      raise UsageError(f"--n-interior {args.n_interior}: {problem.name} has no interior channel; "
+                       f"use --size CHANNEL=N with CHANNEL in {names}.")
+    sizes["interior"] = args.n_interior
+  if args.n_test is not None and args.n_test < 2:
+    raise UsageError(f"--n-test {args.n_test}: expected an integer >= 2 (points per axis).")
+  if len(problem.coords) > 2:
+    raise UsageError(f"{args.problem}: plots support 1-D and 2-D problems only.")
+  out = writable_folder(args.out)
+  net = ntkpde.mlp(depth, activation=activation, W_std=args.W_std, b_std=args.b_std,
+                   input_map=problem.input_map())
+  description = (f"infinite-width mlp(depth={depth}, activation={activation}, W_std={args.W_std:g}, "
+                 f"b_std={args.b_std:g})")
+  out.mkdir(parents=True, exist_ok=True)
+  with reporting.output_lock(out):
+    return _solve(args, problem, net, description, times, weight_spec, sizes, out)
+
+
+def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> int:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   import ntkpde
-  from ntkpde import problems, reporting, weights as weight_rules
-  from ntkpde.predict import gradient_descent_mse_ensemble, residual_flow
-
-  problem = problems.get(args.problem)
-  names = [c.name for c in problem.channels]
-  try:
-    activation, _, depth = args.arch.partition(":")
-    depth = int(depth or 2)
-    times = _parse_times(args.t)
-    weight_spec = _parse_weights(args.weights, names)
-    sizes = {}
-    for item in args.size:
-      name, _, value = item.partition("=")
-      if name not in names:
-        raise ValueError(f"--size: unknown channel {name!r}; channels are {names}.")
-      sizes[name] = int(value)
-    if args.n_interior is not None:
-      sizes["interior"] = args.n_interior
-    net = ntkpde.mlp(depth, activation=activation, W_std=args.W_std, b_std=args.b_std,
-                     input_map=problem.input_map())
-  except ValueError as err:
-    print(f"ntkpde solve: {err}")
-    return 2
-  if len(problem.coords) > 2:
-    print("ntkpde solve: plots support 1-D and 2-D problems only.")
-    return 2
-  out = Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
+  from ntkpde import reporting, weights as weight_rules
+  from ntkpde.predict import gradient_descent_mse_ensemble, max_stable_learning_rate, residual_flow
   start = time.perf_counter()
   sample = problem.sample(sizes, sampler=args.sampler, seed=args.seed)
-  print(f"[1/4] {problem.name}: {problem.description}; channels {sample.sizes}; {net.description}",
+  print(f"[1/4] {problem.name}: {problem.description}; channels {sample.sizes}; {description}",
         flush=True)
   G = ntkpde.gram(net.kernel_fn, sample.channels, "ntk")
   K = np.asarray(G.matrix)
   A = weight_rules.per_residual(weight_spec, G.sizes, G)
   n = len(K)
-  A_mat = np.diag(A) if A.ndim == 1 else A
-  lam_max = float(np.max(np.real(np.linalg.eigvals(K @ A_mat))))
-  eta = args.learning_rate if args.learning_rate is not None else n / lam_max
-  print(f"[2/4] block NTK Gram {K.shape}, lambda_max(K A) = {lam_max:.3e}, eta = {eta:.3e} "
-        f"(stable below {2 * n / lam_max:.3e}) ({time.perf_counter() - start:.1f} s)", flush=True)
+  limit = max_stable_learning_rate(K, A)
+  eta = args.learning_rate if args.learning_rate is not None else limit / 2
+  print(f"[2/4] block NTK Gram {K.shape}, eta = {eta:.3e} (max_stable_learning_rate "
+        f"{limit:.3e}) ({time.perf_counter() - start:.1f} s)", flush=True)
   n_test = args.n_test or (201 if len(problem.coords) == 1 else 41)
   x_test, shape = _test_grid(problem, n_test)
   exact = problem.exact_fn()(x_test)
   predict_fn = gradient_descent_mse_ensemble(net.kernel_fn, sample.channels, sample.targets,
                                              learning_rate=eta, weights=weight_spec,
                                              diag_reg=args.diag_reg)
-  finite = times[np.isfinite(times)]
-  means = list(predict_fn(finite, x_test)) if finite.size else []
-  labels = [f"{t:g}" for t in finite]
-  if np.any(np.isinf(times)):
-    try:
-      means.append(predict_fn(None, x_test))
-      labels.append("inf")
-    except ValueError as err:
-      print(f"      t = inf: {str(err).split('.')[0]}; using diag_reg = {FALLBACK_DIAG_REG:g}")
-      means.append(gradient_descent_mse_ensemble(
-          net.kernel_fn, sample.channels, sample.targets, learning_rate=eta, weights=weight_spec,
-          diag_reg=FALLBACK_DIAG_REG)(None, x_test))
-      labels.append(f"inf (diag_reg={FALLBACK_DIAG_REG:g})")
+  labels = [f"{t:g}" for t in times]
+  means = list(predict_fn(times, x_test))
+  fitted = predict_fn(times)          # T_c u_t at the channels' points: the real residuals
   print(f"[3/4] predictions at {len(means)} times ({time.perf_counter() - start:.1f} s)", flush=True)
-  r0 = -np.concatenate(sample.targets)
-  flow = residual_flow(K, r0, A, learning_rate=eta / n)
+  y = np.concatenate(sample.targets)
+  flow = residual_flow(K, -y, A, learning_rate=eta / n)
   rows = []
-  for label, mean in zip(labels, means):
-    t = np.inf if label.startswith("inf") else float(label)
-    r = flow(t)
+  for label, mean, fit in zip(labels, means, fitted):
+    r = fit - y
     energy = {c: float(0.5 * np.sum(r[G.slices[c]] ** 2)) for c in G.names}
     err = mean - exact
     rows.append({"t": label, "max_abs_error": float(np.abs(err).max()),
@@ -160,7 +202,7 @@ def run(args) -> int:
           " ".join(f"{row['residual_energy'][c]:14.3e}" for c in G.names))
   _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, out)
   reporting.write_json_atomic(out / "results.json", {
-      "problem": problem.name, "description": problem.description, "network": net.description,
+      "problem": problem.name, "description": problem.description, "network": description,
       "channels": sample.sizes, "weights": args.weights, "learning_rate": eta,
       "diag_reg": args.diag_reg, "sampler": args.sampler, "seed": args.seed, "rows": rows,
       "device": reporting.device_description()})

@@ -8,7 +8,9 @@ its summary (``ntkpde.spectrum.summary``: power-law exponent, condition number,
 effective rank). Results are rewritten atomically after every configuration
 (JSON with the eigenvalues, or CSV of summaries, by the extension of ``--out``),
 and configurations already in the file are skipped, so an interrupted sweep
-resumes where it stopped.
+resumes where it stopped. An existing ``--out`` that is not a sweep file is refused
+before any work; the file is locked while the sweep runs; Ctrl-C stops after
+keeping every finished configuration (exit code 130).
 """
 import csv
 import io
@@ -16,6 +18,9 @@ import itertools
 import json
 import time
 from pathlib import Path
+
+from ntkpde.commands import (UsageError, finite_float, nonnegative_float, positive_float,
+                             positive_int, writable_file)
 
 NAME = "spectrum"
 HELP = "eigen-decay sweep of operator-informed kernels (resumable; JSON/CSV + log-log plot)"
@@ -32,16 +37,16 @@ def add_arguments(parser) -> None:
   parser.add_argument("--kernels", nargs="+", default=["ntk"], choices=["ntk", "nngp"])
   parser.add_argument("--operators", nargs="+", default=["identity", "laplacian"],
                       choices=OPERATORS, help="T: u, sum_i u_{x_i x_i}, or -Lap u + a u")
-  parser.add_argument("--a", nargs="+", type=float, default=[1.0],
+  parser.add_argument("--a", nargs="+", type=finite_float, default=[1.0],
                       help="coefficients a of helmholtz (-Lap u + a u)")
-  parser.add_argument("--depths", nargs="+", type=int, default=[2])
+  parser.add_argument("--depths", nargs="+", type=positive_int, default=[2])
   parser.add_argument("--activations", nargs="+", default=["erf"])
-  parser.add_argument("--dims", nargs="+", type=int, default=[1, 2])
+  parser.add_argument("--dims", nargs="+", type=positive_int, default=[1, 2])
   parser.add_argument("--input-maps", nargs="+", default=["none"], choices=INPUT_MAPS)
-  parser.add_argument("--points", type=int, default=32,
+  parser.add_argument("--points", type=positive_int, default=32,
                       help="quadrature points per axis (N = points^dim)")
-  parser.add_argument("--W-std", type=float, default=1.5)
-  parser.add_argument("--b-std", type=float, default=0.1)
+  parser.add_argument("--W-std", type=positive_float, default=1.5)
+  parser.add_argument("--b-std", type=nonnegative_float, default=0.1)
   parser.add_argument("--out", default="spectrum_sweep.json",
                       help="results file, .json (with eigenvalues) or .csv (summaries)")
   parser.add_argument("--plot", default=None, help="log-log plot of the spectra (PNG; JSON only)")
@@ -61,22 +66,35 @@ def _key(record) -> str:
 
 
 def _load(path: Path):
+  """The records of an existing sweep file (``[]`` if there is none); :class:`UsageError`
+  naming the file if it is not one (truncated JSON, another structure, other CSV columns)."""
   if not path.exists():
     return []
-  if path.suffix == ".json":
-    return json.loads(path.read_text())
-  with path.open(newline="") as f:
-    rows = list(csv.DictReader(f))
-  out = []
-  for row in rows:  # CSV holds text: restore the key's types so keys compare equal
-    rec = dict(row)
-    for k in ("depth", "dim", "points"):
-      rec[k] = int(rec[k])
-    for k in ("W_std", "b_std"):
-      rec[k] = float(rec[k])
-    rec["a"] = float(rec["a"]) if rec["a"] not in ("", "None") else None
-    out.append(rec)
-  return out
+  try:
+    if path.suffix == ".json":
+      records = json.loads(path.read_text())
+      if not isinstance(records, list) or not all(
+          isinstance(r, dict) and set(KEY) <= set(r) for r in records):
+        raise ValueError(f"expected a list of records with the fields {list(KEY)}")
+      return records
+    with path.open(newline="") as f:
+      reader = csv.DictReader(f)
+      if not set(KEY) <= set(reader.fieldnames or ()):
+        raise ValueError(f"expected the columns {list(KEY)}, got {reader.fieldnames}")
+      rows = list(reader)
+    out = []
+    for row in rows:  # CSV holds text: restore the key's types so keys compare equal
+      rec = dict(row)
+      for k in ("depth", "dim", "points"):
+        rec[k] = int(rec[k])
+      for k in ("W_std", "b_std"):
+        rec[k] = float(rec[k])
+      rec["a"] = float(rec["a"]) if rec["a"] not in ("", "None") else None
+      out.append(rec)
+    return out
+  except (ValueError, TypeError, KeyError, UnicodeDecodeError) as err:
+    raise UsageError(f"--out {path}: exists and is not a spectrum sweep file ({err}); move it "
+                     f"away or choose another --out.") from None
 
 
 def _save(path: Path, records) -> None:
@@ -147,26 +165,49 @@ def _plot(records, path: Path) -> None:
 
 
 def run(args) -> int:
-  out = Path(args.out)
-  if out.suffix not in (".json", ".csv"):
-    print(f"--out must end in .json or .csv, got {out.name!r}.")
-    return 2
-  if args.points < 2 or any(d < 1 or d > 4 for d in args.dims) or any(d < 1 for d in args.depths):
-    print("--points must be >= 2, --dims in 1..4, --depths >= 1.")
-    return 2
+  out = writable_file(args.out, (".json", ".csv"))
+  if args.points < 2:
+    raise UsageError(f"--points {args.points}: expected an integer >= 2.")
+  if any(d > 4 for d in args.dims):
+    raise UsageError(f"--dims {' '.join(map(str, args.dims))}: dimensions must be in 1..4.")
   from ntkpde.architectures import ACTIVATIONS
   unknown = sorted(set(args.activations) - set(ACTIVATIONS))
   if unknown:
-    print(f"unknown activation(s) {unknown}; choose from {sorted(ACTIVATIONS)}.")
-    return 2
-  from ntkpde import operator_kernel, spectrum
+    raise UsageError(f"--activations {' '.join(args.activations)}: unknown {unknown}; choose "
+                     f"from {sorted(ACTIVATIONS)}.")
+  if args.plot is not None:
+    if out.suffix != ".json":
+      raise UsageError(f"--plot {args.plot}: needs a .json --out (CSV keeps no eigenvalues).")
+    writable_file(args.plot, (".png",), "--plot")
   records = _load(out)
+  from ntkpde import reporting
+  with reporting.output_lock(out), reporting.Interrupt() as stop:
+    try:
+      _sweep(args, out, records, stop)
+    except KeyboardInterrupt:
+      stop.requested = True
+    if stop.requested:
+      print(f"interrupted: {len(records)} configurations kept in {out}; run the same command "
+            f"again to resume.", flush=True)
+      return 130
+  if args.plot:
+    _plot(records, Path(args.plot))
+    print(f"plot: {args.plot}")
+  return 0
+
+
+def _sweep(args, out: Path, records: list, stop) -> None:
+  """Runs the configurations not yet in ``records``, appending and saving after each one;
+  returns early when ``stop.requested`` (Ctrl-C)."""
+  from ntkpde import operator_kernel, spectrum
   done = {_key(r) for r in records}
   configs = list(_configurations(args))
   todo = [c for c in configs if _key(c) not in done]
   print(f"{len(todo)} configurations to run, {len(configs) - len(todo)} already done in {out}",
         flush=True)
   for i, config in enumerate(todo, 1):
+    if stop.requested:
+      return
     start = time.perf_counter()
     record = dict(config)
     try:
@@ -177,16 +218,9 @@ def run(args) -> int:
     except (ValueError, FloatingPointError) as err:  # e.g. relu with a Laplacian: recorded
       record.update(error=str(err), eigenvalues=None)
     record["seconds"] = time.perf_counter() - start
+    _save(out, records + [record])
     records.append(record)
-    _save(out, records)
     result = record["error"][:80] or (f"alpha = {record['alpha']:.3f} +- "
                                       f"{record['alpha_uncertainty']:.3f}"
                                       if record["alpha"] is not None else "no fit")
     print(f"[{i}/{len(todo)}] {_key(config)}: {result} ({record['seconds']:.1f} s)", flush=True)
-  if args.plot:
-    if out.suffix == ".json":
-      _plot(records, Path(args.plot))
-      print(f"plot: {args.plot}")
-    else:
-      print("--plot needs a .json results file (CSV keeps no eigenvalues).")
-  return 0
