@@ -1,10 +1,13 @@
-"""Peak memory of one empirical operator-NTK tile, against the bound behind the default
-batch size (``ntkpde.finite.tile_bytes_per_parameter``).
+"""Memory of one empirical operator-NTK tile, against the bound behind the default batch
+size (``ntkpde.finite.tile_bytes_per_point``: ``8 D sum_k 2^|alpha_k|`` bytes per point and
+side, ``D`` the sum of the parameter arrays' dimensions; a mixed block counts both operators).
 
-Each configuration runs in a fresh process (peak RSS is per process): a depth-2 erf MLP on
-2-D inputs, ``finite.empirical_operator_ntk(apply_fn, params, T)(X)`` with ``X`` of
-``batch`` points and ``batch_size=batch`` (one tile, both Jacobians). Prints the peak RSS
-growth per (point x parameter x side) and the bound, whose ratio must stay >= 1.
+Each configuration runs in a fresh process: a depth-2 erf MLP on 2-D inputs, one tile of
+``batch`` points on both sides (``finite._compiled_block``, the function every
+``empirical_operator_ntk`` call runs). Reported: XLA's run-time working memory of the
+compiled tile (``memory_analysis``: temporaries plus output) and the peak RSS growth of the
+process over the call (which also holds compilation), both per point and side, and the
+bound's ratio to the working memory, which must stay >= 1.
 
     python benchmarks/empirical_ntk_memory.py
 """
@@ -13,45 +16,57 @@ import resource
 import subprocess
 import sys
 
-CONFIGS = [(1024, 32, "u"), (1024, 16, "u_x"), (1024, 16, "u_xx"), (1024, 16, "u_xxx"),
-           (1024, 16, "u_xx + u_yy"), (1024, 32, "u_xx + u_yy"), (1024, 16, "u_xx + u_xy + u_yy"),
-           (2048, 8, "u_xx + u_yy")]
+CONFIGS = [(1024, 256, "u", None), (1024, 256, "u_x", None), (1024, 256, "u_xx", None),
+           (1024, 256, "u_xxx", None), (1024, 256, "u_xx + u_yy", None),
+           (1024, 1024, "u_xx + u_yy", None), (1024, 256, "u_xx + u_xy + u_yy", None),
+           (4096, 256, "u_xx + u_yy", None), (1024, 256, "u_xx + u_yy", "u")]
 
 
-def measure(width: int, batch: int, expr: str) -> dict:
+def measure(width: int, batch: int, expr: str, other: str) -> dict:
   import jax
+  import jax.numpy as jnp
   import numpy as np
 
   import ntkpde
   from ntkpde import finite
   net = ntkpde.mlp(2, width, "erf")
   _, params = net.init_fn(jax.random.PRNGKey(0), (-1, 2))
-  n_params = sum(p.size for p in jax.tree_util.tree_leaves(params))
-  T = ntkpde.operators.parse(expr, ("x", "y"))
-  X = np.random.default_rng(0).uniform(-1, 1, (batch, 2))
+
+  def op(text):
+    return ntkpde.operators.identity(("x", "y")) if text == "u" else \
+        ntkpde.operators.parse(text, ("x", "y"))
+  T = op(expr)
+  S = T if other is None else op(other)
+  block = finite._compiled_block(net.apply_fn, T, S)
+  X = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, 2)))
+  analysis = block.lower(params, X, X).compile().memory_analysis()
+  working = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  np.asarray(finite.empirical_operator_ntk(net.apply_fn, params, T, batch_size=batch)(X))
+  np.asarray(block(params, X, X))
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  per_side = (peak - before) / (2 * batch * n_params)
-  return {"width": width, "params": n_params, "batch": batch, "operator": expr,
-          "peak_gib": peak / 2 ** 30, "bytes_per_point_param_side": per_side,
-          "bound": finite.tile_bytes_per_parameter(T)}
+  bound = finite.tile_bytes_per_point(params, T) + (finite.tile_bytes_per_point(params, S)
+                                                    if S != T else 0)
+  return {"width": width, "batch": batch, "operator": expr, "other": other,
+          "working_per_point_side": working / (2 * batch), "peak_gib": peak / 2 ** 30,
+          "rss_per_point_side": (peak - before) / (2 * batch), "bound": bound}
 
 
 def main() -> int:
-  if len(sys.argv) == 4:
-    print(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])))
+  if len(sys.argv) == 5:
+    other = None if sys.argv[4] == "-" else sys.argv[4]
+    print(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], other)))
     return 0
-  print("| width | params | batch | operator | peak RSS (GiB) | bytes / (point x param x side) "
-        "| bound | bound / measured |")
-  print("|---|---|---|---|---|---|---|---|")
-  for width, batch, expr in CONFIGS:
-    out = subprocess.run([sys.executable, __file__, str(width), str(batch), expr],
-                         capture_output=True, text=True, check=True).stdout.splitlines()[-1]
-    r = json.loads(out)
-    print(f"| {width} | {r['params']} | {batch} | `{expr}` | {r['peak_gib']:.2f} | "
-          f"{r['bytes_per_point_param_side']:.0f} | {r['bound']} | "
-          f"{r['bound'] / r['bytes_per_point_param_side']:.2f} |", flush=True)
+  print("| width | batch | T | S | working memory / (point x side) (KB) | RSS growth / (point x "
+        "side) (KB) | peak RSS (GiB) | bound (KB) | bound / working |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for width, batch, expr, other in CONFIGS:
+    out = subprocess.run([sys.executable, "-W", "ignore", __file__, str(width), str(batch), expr,
+                          other or "-"], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.splitlines()[-1])
+    print(f"| {width} | {batch} | `{expr}` | `{other or expr}` | "
+          f"{r['working_per_point_side'] / 1e3:.0f} | {r['rss_per_point_side'] / 1e3:.0f} | "
+          f"{r['peak_gib']:.2f} | {r['bound'] / 1e3:.0f} | "
+          f"{r['bound'] / r['working_per_point_side']:.2f} |", flush=True)
   return 0
 
 

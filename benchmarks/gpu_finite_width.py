@@ -1,5 +1,9 @@
 """Finite-width cross-checks at GPU sizes: width sweep of the empirical operator NTK (OPK-2,
-up to width 8192) and training against infinite-width predictions (OPK-3).
+up to width 16384) and training against infinite-width predictions (OPK-3).
+
+The same package code as on the CPU (``ntkpde.finite.width_sweep``,
+``verification.opk3.training_sweep``: structured-derivative operator NTKs in 2 GiB tiles);
+the target is the full run on one H100 in minutes.
 
     python benchmarks/gpu_finite_width.py --out docs/gpu_results            # GPU sizes
     python benchmarks/gpu_finite_width.py --quick --out /tmp/gpu_quick      # CPU smoke run
@@ -34,8 +38,8 @@ def main(argv=None) -> int:
   if args.quick:
     widths, seeds, train_widths, train_seeds, steps = [16, 32, 64], [0, 1], [16, 64], [0, 1], 10
   else:
-    widths = [128, 256, 512, 1024, 2048, 4096, 8192]
-    seeds, train_widths, train_seeds, steps = list(range(16)), [128, 512, 2048, 8192], [0, 1, 2], 1000
+    widths = [128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+    seeds, train_widths, train_seeds, steps = list(range(16)), [128, 512, 2048, 8192, 16384], [0, 1, 2], 1000
   record = {"device": reporting.device_description(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "quick": args.quick, "stages": {}}
   path = out / "finite_width.json"

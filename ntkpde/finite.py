@@ -12,16 +12,28 @@ analytic ``T_x S_x' Theta`` of :func:`ntkpde.operator_kernel` as the width grows
 fluctuations of order ``width^(-1/2)`` (Jacot et al. 2018; claim OPK-2).
 
 ``T u`` is formed by the operator itself (``T(f)``, nested forward-mode ``jvp`` in
-``x``); the Jacobian in ``theta`` is reverse mode. ``apply_fn`` must be row-local
-(row ``i`` of the output depends only on row ``i`` of the input, as for every stax
-MLP), so one ``jvp`` differentiates a whole batch of points. Matrices are assembled
-from ``batch_size x batch_size`` tiles of one compiled shape, so memory is bounded by
-the tile, not by the number of points: a tile holds the Jacobians of ``2 batch_size``
-operator-applied outputs and the reverse-mode intermediates of the nested ``jvp`` calls,
-measured at 20-106 bytes per (point x parameter) and side on CPU (docs/benchmarks.md;
-``u``: 20, ``u_x``: 25, ``u_xx``: 41, ``u_xx + u_yy``: 74, ``u_xxx``: 65). The default
-batch size keeps a tile within :data:`MEMORY_BUDGET` by the bound of
-:func:`tile_bytes_per_parameter`.
+``x``). ``apply_fn`` must be row-local (row ``i`` of the output depends only on row ``i``
+of the input, as for every stax MLP), so one ``jvp`` differentiates a whole batch of points.
+
+The contraction (1) is neural-tangents' structured-derivative empirical NTK
+(``empirical_ntk_fn(implementation=3)``, Novak et al. 2022, "Fast finite width neural
+tangent kernel") applied to the operator-applied network ``theta -> (T u)(x; theta)``,
+vmapped over points: a dense layer's Jacobian ``d (T u)(x_i) / d W`` is a sum of outer
+products (one per ``jvp`` stream: ``W h``, ``W h'``, ``W h''``, ...), so
+``<J_T(x_i), J_S(x_j)>`` is assembled from ``width``-sized factors without ever forming the
+``n x n_params`` Jacobians. On the 2-core CPU (depth-2 erf, width 1024, 64 ``u_xx``
+points) it takes 0.1 s against 1.9 s for the materialised ``J_T J_S^T`` (vmapped per-point
+reverse mode and one matmul) and 110 s for the previous per-tile ``jacrev``
+(docs/benchmarks.md). Mixed blocks (``T != S``) use the two-output network
+``(T u, S u)`` and keep its ``(T, S)`` block.
+
+Matrices are assembled from ``batch_size x batch_size`` tiles of one compiled shape
+(compiled once per network, operator pair and tile shape, then reused), so memory is
+bounded by the tile: the structured factors of a point cost about ``8 D sum_k 2^|alpha_k|``
+bytes per side (``D`` the sum of the parameter arrays' dimensions, ``~6 width`` for a
+depth-2 MLP; the sum over the operator's terms), measured at 0.3-0.8x that bound
+(:func:`tile_bytes_per_point`). The default batch size keeps a tile within
+:data:`MEMORY_BUDGET`.
 """
 import functools
 from typing import Callable, Optional, Sequence, Tuple
@@ -31,29 +43,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntkpde import smoothness
+from ntkpde._compat import import_neural_tangents
 from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, check_operator_pair,
                                      gram, tiled_evaluator)
 from ntkpde.operators import LinearOperator
 from ntkpde.rates import bootstrap_slope, loglog_slope  # noqa: F401 (finite.loglog_slope)
 
-MAX_BATCH = 64
+MAX_BATCH = 1024
 MEMORY_BUDGET = 2 << 30  # bytes per tile for the default batch size
 
 
-def tile_bytes_per_parameter(op: LinearOperator) -> int:
-  """Upper bound on the bytes one point under ``op`` costs per network parameter in a
-  tile: ``8 + sum over terms of 16 * 2^order`` (1.2-2x the measured values above)."""
-  return 8 + sum(16 * 2 ** term.order for term in op.terms)
+def tile_bytes_per_point(params, op: LinearOperator) -> int:
+  """Upper bound on the bytes one point under ``op`` costs in a tile (one side):
+  ``8 D sum_k 2^|alpha_k|`` with ``D`` the sum over parameter arrays of their dimensions
+  (structured factors of every ``jvp`` stream; ``benchmarks/empirical_ntk_memory.py``)."""
+  dims = sum(sum(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
+  return 8 * max(dims, 1) * sum(2 ** term.order for term in op.terms)
 
 
 def default_batch_size(params, T: LinearOperator, S: Optional[LinearOperator] = None) -> int:
   """The largest batch (at most :data:`MAX_BATCH`, at least 1) whose tile stays within
-  :data:`MEMORY_BUDGET`: ``budget / (n_params (bytes(T) + bytes(S)))``. One point per side
-  is the minimum, so a network too large for even that needs more than the budget."""
+  :data:`MEMORY_BUDGET`: ``budget / (2 bytes per point)``, a point costing
+  :func:`tile_bytes_per_point` of ``T`` (and of ``S`` as well in a mixed block, whose
+  network has both outputs)."""
   S = T if S is None else S
-  n_params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
-  per_point = max(n_params, 1) * (tile_bytes_per_parameter(T) + tile_bytes_per_parameter(S))
-  return int(max(1, min(MAX_BATCH, MEMORY_BUDGET // per_point)))
+  per_point = tile_bytes_per_point(params, T) + (tile_bytes_per_point(params, S) if S != T else 0)
+  return int(max(1, min(MAX_BATCH, MEMORY_BUDGET // (2 * per_point))))
 
 
 def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
@@ -70,19 +85,23 @@ def _scalar_output(u):
   return u[:, 0]
 
 
-def _flat_jacobian(tu: Callable, params, x) -> jax.Array:
-  """``d (T u)(x_i) / d theta`` as an ``(n, n_params)`` matrix (leaves concatenated)."""
-  jac = jax.jacrev(tu)(params, x)
-  return jnp.concatenate([leaf.reshape(x.shape[0], -1)
-                          for leaf in jax.tree_util.tree_leaves(jac)], axis=1)
-
-
 @functools.lru_cache(maxsize=128)
 def _compiled_block(apply_fn: Callable, T: LinearOperator, S: LinearOperator) -> Callable:
+  """Jitted ``(params, x1, x2) -> Theta_hat_{T,S}(x1, x2)``, eq. (1), by structured
+  derivatives; cached per network and operators (``jit`` then caches per tile shape)."""
+  nt = import_neural_tangents()
   tu, su = operator_applied(apply_fn, T), operator_applied(apply_fn, S)
+  if S == T:
+    def outputs(params, x):
+      return tu(params, x)[:, None]
+  else:
+    def outputs(params, x):
+      return jnp.stack([tu(params, x), su(params, x)], axis=1)
+  ntk = nt.empirical_ntk_fn(outputs, trace_axes=(), vmap_axes=0,
+                            implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)
 
   def block(params, x1, x2):
-    return _flat_jacobian(tu, params, x1) @ _flat_jacobian(su, params, x2).T
+    return ntk(x1, x2, params)[:, :, 0, -1]    # (n1, n2, out, out): the (T, S) entry
   return jax.jit(block)
 
 

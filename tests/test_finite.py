@@ -35,43 +35,69 @@ def small_net():
   return net, params
 
 
+def _reference_operator(op):
+  """``(u, p, x) -> (op u)(x; p)`` for one point ``x`` (shape ``(d,)``): each term's
+  derivative by nested ``jax.grad`` in ``x`` and its coefficient by SymPy's NumPy printer
+  (evaluated at a concrete point), sharing no code with ``LinearOperator.__call__``."""
+  import sympy
+  symbols = sympy.symbols(op.coords, real=True)
+  terms = [(sympy.lambdify(symbols, t.coefficient, modules="numpy"), t.multi_index)
+           for t in op.terms]
+
+  def derivative(u, alpha):
+    g = u
+    for axis, count in enumerate(alpha):
+      for _ in range(count):
+        g = (lambda h, a: lambda p, x: jax.grad(h, argnums=1)(p, x)[a])(g, axis)
+    return g
+
+  def applied(u, p, x):
+    return sum(float(c(*np.asarray(x))) * derivative(u, alpha)(p, x) for c, alpha in terms)
+  return applied
+
+
 def _reference_gram(apply_fn, params, X1, X2, op1, op2):
+  """Per-point ``jax.jacfwd`` of the raveled parameters, then ``J1 J2^T``."""
   flat, unravel = ravel_pytree(params)
 
   def u(p, x):
     return apply_fn(unravel(p), x[None])[0, 0]
 
-  def laplacian(p, x):
-    return jnp.trace(jax.hessian(u, argnums=1)(p, x))
-
-  def neumann_x(p, x):
-    return jax.grad(u, argnums=1)(p, x)[0]
-  ops = {"lap": laplacian, "nx": neumann_x, "id": u}
-
   def jac(op, X):
-    return jnp.stack([jax.jacfwd(ops[op])(flat, x) for x in X])
+    applied = _reference_operator(op)
+    return jnp.stack([jax.jacfwd(lambda p, x=x: applied(u, p, x))(flat) for x in X])
   return np.asarray(jac(op1, X1) @ jac(op2, X2).T)
 
 
-@pytest.mark.parametrize("pair", [("lap", "lap"), ("lap", "nx"), ("nx", "id")])
+OPS = {"id": operators.identity(("x", "y")), "ux": operators.parse("u_x", ("x", "y")),
+       "uxx": operators.parse("u_xx", ("x", "y")), "lap": LAP, "nx": NEUMANN_X,
+       "var": operators.parse("(1 + x**2)*u_xx - y*u_y + 2*u", ("x", "y"))}
+
+
+@pytest.mark.parametrize("pair", [("id", "id"), ("lap", "lap"), ("var", "var"), ("lap", "nx"),
+                                  ("var", "id"), ("ux", "uxx")])
 def test_matches_plain_jax_reference(small_net, pair):
+  """Structured derivatives (neural-tangents' implementation 3 on ``T u``) against per-point
+  forward-mode Jacobians, diagonal and mixed (``T != S``) blocks, several tiles."""
   net, params = small_net
-  op = {"lap": LAP, "nx": NEUMANN_X, "id": operators.identity(("x", "y"))}
-  X = {"lap": X_IN, "nx": X_BD, "id": X_BD}
-  got = finite.empirical_operator_ntk(net.apply_fn, params, op[pair[0]], op[pair[1]],
-                                      batch_size=2)(X[pair[0]], X[pair[1]])
-  want = _reference_gram(net.apply_fn, params, X[pair[0]], X[pair[1]], *pair)
+  X = {"id": X_BD, "nx": X_BD}
+  X1, X2 = X.get(pair[0], X_IN), X.get(pair[1], X_IN)
+  got = finite.empirical_operator_ntk(net.apply_fn, params, OPS[pair[0]], OPS[pair[1]],
+                                      batch_size=2)(X1, X2)
+  want = _reference_gram(net.apply_fn, params, X1, X2, OPS[pair[0]], OPS[pair[1]])
   np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 
 def test_gram_is_jacobian_gram_and_batching_does_not_matter(small_net):
+  """Against ``J J^T`` with ``J`` the reverse-mode Jacobian of all stacked residuals (the
+  previous implementation's route: ``jacrev`` through the operator's ``jvp``s)."""
   net, params = small_net
   chans = [("r", LAP, X_IN), ("n", NEUMANN_X, X_BD)]
   G = finite.empirical_gram(net.apply_fn, params, chans, batch_size=2)
   J = finite.jacobian_matrix(finite.residual_fn(net.apply_fn, chans), params)
   np.testing.assert_allclose(G.matrix, J @ J.T, rtol=1e-10, atol=1e-10 * np.abs(G.matrix).max())
-  whole = finite.empirical_gram(net.apply_fn, params, chans, batch_size=64)
-  np.testing.assert_allclose(whole.matrix, G.matrix, rtol=1e-12, atol=1e-12)
+  whole = finite.empirical_gram(net.apply_fn, params, chans)
+  np.testing.assert_allclose(whole.matrix, G.matrix, rtol=1e-12, atol=1e-12 * np.abs(G.matrix).max())
   assert G.names == ("r", "n") and G.sizes == {"r": 5, "n": 3}
 
 
@@ -210,17 +236,33 @@ def test_gpu_script_smoke_run_feeds_the_stored_results_reader(tmp_path):
 
 
 def test_default_batch_keeps_a_tile_within_the_memory_budget():
-  """bytes(Lap) = 8 + 2 * 16 * 2^2 = 136 per point and parameter, bytes(u) = 24; the batch is
-  the budget over ``n_params (bytes(T) + bytes(S))``, clipped to [1, MAX_BATCH]."""
+  """A point costs ``8 D sum_k 2^|alpha_k|`` bytes per side, ``D`` the sum of the parameter
+  arrays' dimensions; a mixed block evaluates both operators. The batch is the budget over
+  twice that, clipped to [1, MAX_BATCH]."""
   from ntkpde.operators import identity
   ident = identity(("x", "y"))
-  assert finite.tile_bytes_per_parameter(LAP) == 136
-  assert finite.tile_bytes_per_parameter(ident) == 24
 
-  def params(n):
-    return {"w": jax.ShapeDtypeStruct((n,), jnp.float64)}
-  assert finite.default_batch_size(params(1000), LAP) == finite.MAX_BATCH
-  n = 10 ** 6
-  assert finite.default_batch_size(params(n), LAP, ident) == finite.MEMORY_BUDGET // (n * 160)
-  assert finite.default_batch_size(params(n), LAP) == finite.MEMORY_BUDGET // (n * 272) == 7
-  assert finite.default_batch_size(params(8192 ** 2), LAP) == 1
+  def params(width):   # a depth-1 MLP on 2-D inputs: D = (2 + w) + w + (w + 1) + 1
+    return [(jax.ShapeDtypeStruct((2, width), jnp.float64), jax.ShapeDtypeStruct((width,), jnp.float64)),
+            (jax.ShapeDtypeStruct((width, 1), jnp.float64), jax.ShapeDtypeStruct((1,), jnp.float64))]
+  assert finite.tile_bytes_per_point(params(10), LAP) == 8 * 34 * 8
+  assert finite.tile_bytes_per_point(params(10), ident) == 8 * 34
+  assert finite.default_batch_size(params(64), LAP) == finite.MAX_BATCH
+  w = 10 ** 6
+  assert finite.default_batch_size(params(w), LAP) == finite.MEMORY_BUDGET // (2 * 8 * (3 * w + 4) * 8)
+  assert finite.default_batch_size(params(w), LAP, ident) == \
+      finite.MEMORY_BUDGET // (2 * 8 * (3 * w + 4) * 9) == 4
+  assert finite.default_batch_size(params(10 ** 9), LAP) == 1
+
+
+def test_compiled_blocks_are_reused(small_net):
+  """Same network, operators and tile shape: one compiled function, traced once."""
+  net, params = small_net
+  kernel = finite.empirical_operator_ntk(net.apply_fn, params, LAP, batch_size=4)
+  kernel(X_IN)
+  block = finite._compiled_block(net.apply_fn, LAP, LAP)
+  traced = block._cache_size()
+  _, other = net.init_fn(jax.random.PRNGKey(5), (-1, 2))
+  finite.empirical_operator_ntk(net.apply_fn, other, LAP, batch_size=4)(X_IN[::-1])
+  assert finite._compiled_block(net.apply_fn, LAP, LAP) is block
+  assert block._cache_size() == traced
