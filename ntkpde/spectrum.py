@@ -12,6 +12,8 @@ Operators", Sec. 3) this module gives:
 * :func:`decay_rate`: the exponent ``alpha`` of ``lambda_k ~ C k^(-alpha)`` by
   least squares on ``log lambda_k = log C - alpha log k`` over a reported window
   of indices, with an uncertainty;
+* :func:`decay_models`: power-law, exponential and stretched-exponential fits on one
+  window and the model chosen by AIC (smooth kernels decay faster than any power);
 * :func:`condition_number`, :func:`effective_rank`, :func:`block_traces` and
   :func:`convergence_times` (mode ``k`` of the residual flow
   ``dr/dt = -eta K r`` decays like ``exp(-eta lambda_k t)``: e-folding time
@@ -231,13 +233,16 @@ def decay_rate(eigenvalues, window: Optional[Tuple[int, int]] = None,
   return _fit(lam, k_min, k_max, "eigenvalues")
 
 
-def relative_decay(reference, other, window: Optional[Tuple[int, int]] = None) -> DecayFit:
+def relative_decay(reference, other, window: Optional[Tuple[int, int]] = None,
+                   model: str = "power", beta: float = 1.0) -> DecayFit:
   """Fit of the ratio ``lambda_k(other) / lambda_k(reference) ~ C k^(-delta)`` of
   two descending spectra, rank by rank: ``delta = alpha(other) - alpha(reference)``
   on the same window (least squares is linear in ``log lambda``), with the
   uncertainty of the difference itself (errors common to both spectra, such as
   curvature of an exponential decay, cancel). ``delta > 0``: ``other`` decays
-  faster. Default window: :func:`common_window`."""
+  faster. Default window: :func:`common_window`. With ``model="exponential"`` or
+  ``"stretched"`` (exponent ``beta``) the ratio is fitted as ``C exp(-delta k^beta)``
+  instead: ``delta`` is then the difference of the :class:`ModelFit` rates."""
   a, b = _as_spectrum(reference, "reference"), _as_spectrum(other, "other")
   if a.size != b.size:
     raise ValueError(f"spectra must have the same length, got {a.size} and {b.size}.")
@@ -245,7 +250,109 @@ def relative_decay(reference, other, window: Optional[Tuple[int, int]] = None) -
   for lam, what in ((a, "reference eigenvalues"), (b, "other eigenvalues")):
     if np.any(lam[k_min - 1:k_max] <= 0):
       raise ValueError(f"{what} in the window [{k_min}, {k_max}] must be > 0.")
-  return _fit(b / np.where(a > 0, a, 1.0), k_min, k_max, "ratios")
+  if model not in DECAY_MODELS:
+    raise ValueError(f"model must be one of {DECAY_MODELS}, got {model!r}.")
+  if model == "power":
+    return _fit(b / np.where(a > 0, a, 1.0), k_min, k_max, "ratios")
+  k = np.arange(k_min, k_max + 1, dtype=np.float64)
+  f = _model_fit(model, k, np.log(b[k_min - 1:k_max] / a[k_min - 1:k_max]),
+                 1.0 if model == "exponential" else float(beta), 2)
+  se = f.uncertainty
+  return DecayFit(alpha=f.rate, uncertainty=se, stderr=se, spread=0.0, prefactor=f.prefactor,
+                  k_min=k_min, k_max=k_max)
+
+
+DECAY_MODELS = ("power", "exponential", "stretched")
+STRETCH_EXPONENTS = np.round(np.arange(0.05, 2.0001, 0.01), 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFit:
+  """One decay model fitted to ``log lambda_k`` on ``k_min <= k <= k_max``:
+
+  * ``"power"``: ``lambda_k ~ C k^(-rate)`` (``rate`` = alpha);
+  * ``"exponential"``: ``lambda_k ~ C exp(-rate k)``;
+  * ``"stretched"``: ``lambda_k ~ C exp(-rate k^beta)``, ``beta`` in (0, 2] by profile
+    least squares (:data:`STRETCH_EXPONENTS`; ``beta = 1`` is the exponential).
+
+  ``uncertainty`` of ``rate``: the larger of its standard error and half the gap between
+  the rates fitted on the two halves of the window (at the same ``beta``), as for
+  :class:`DecayFit`. ``rms``: root-mean-square residual of ``log lambda``; ``aic``:
+  ``m log(RSS / m) + 2 p`` (``m`` points, ``p`` parameters: 2, 2, 3) -- lower is better."""
+  model: str
+  rate: float
+  uncertainty: float
+  beta: float
+  prefactor: float
+  rms: float
+  aic: float
+  k_min: int
+  k_max: int
+
+  def __str__(self):
+    form = {"power": f"C k^-{self.rate:.3g}", "exponential": f"C exp(-{self.rate:.3g} k)",
+            "stretched": f"C exp(-{self.rate:.3g} k^{self.beta:.2f})"}[self.model]
+    return (f"{self.model}: lambda_k ~ {form}, rate +- {self.uncertainty:.2g}, rms log-residual "
+            f"{self.rms:.2g} (k in [{self.k_min}, {self.k_max}])")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecayModels:
+  """The fits of every model in :data:`DECAY_MODELS` on one window and the chosen one
+  (``best``: lowest ``aic``)."""
+  fits: Mapping[str, ModelFit]
+  best: str
+
+  @property
+  def chosen(self) -> ModelFit:
+    return self.fits[self.best]
+
+  def __str__(self):
+    return f"best {self.chosen}; " + "; ".join(
+        f"{m}: rms {f.rms:.2g}" for m, f in self.fits.items() if m != self.best)
+
+
+def _abscissa(model: str, k: np.ndarray, beta: float) -> np.ndarray:
+  return {"power": np.log(k), "exponential": k, "stretched": k ** beta}[model]
+
+
+def _model_fit(model: str, k: np.ndarray, loglam: np.ndarray, beta: float, p: int) -> ModelFit:
+  x = _abscissa(model, k, beta)
+  s, b, se = _slope(x, loglam)
+  half = k.size // 2
+  spread = (abs(_slope(x[:half], loglam[:half])[0] - _slope(x[half:], loglam[half:])[0]) / 2
+            if half >= 3 else 0.0)
+  rss = float(np.sum((loglam - b - s * x) ** 2))
+  m = k.size
+  return ModelFit(model, -s, max(se, spread), beta, math.exp(b), math.sqrt(rss / m),
+                  m * math.log(max(rss, 1e-300) / m) + 2 * p, int(k[0]), int(k[-1]))
+
+
+def decay_models(eigenvalues, window: Optional[Tuple[int, int]] = None,
+                 n: Optional[int] = None, floor: Optional[float] = None) -> DecayModels:
+  """Power-law, exponential and stretched-exponential fits of a descending spectrum on
+  one window (default :func:`default_window`), and the model with the lowest AIC.
+
+  Kernels of smooth activations (erf, sin, gelu) are analytic, so their eigenvalues decay
+  faster than any power (like ``exp(-c k^(1/d))`` in ``d`` dimensions); a power law's
+  exponent is then a local slope that drifts with the window. Same errors as
+  :func:`decay_rate`."""
+  lam = _as_spectrum(eigenvalues)
+  k_min, k_max = default_window(lam, n, floor) if window is None else _window(window, lam.size)
+  sel = lam[k_min - 1:k_max]
+  if np.any(sel <= 0):
+    raise ValueError(f"eigenvalues in the window [{k_min}, {k_max}] must be > 0 (smallest "
+                     f"{sel.min():.3e}); choose a window above the rounding floor.")
+  k = np.arange(k_min, k_max + 1, dtype=np.float64)
+  loglam = np.log(sel)
+  fits = {"power": _model_fit("power", k, loglam, 1.0, 2),
+          "exponential": _model_fit("exponential", k, loglam, 1.0, 2)}
+  if k.size > 3:
+    rss = [np.sum((loglam - np.polyval(np.polyfit(k ** b, loglam, 1), k ** b)) ** 2)
+           for b in STRETCH_EXPONENTS]
+    fits["stretched"] = _model_fit("stretched", k, loglam,
+                                   float(STRETCH_EXPONENTS[int(np.argmin(rss))]), 3)
+  return DecayModels(fits, min(fits, key=lambda m: fits[m].aic))
 
 
 def common_window(*spectra, n: Optional[int] = None) -> Tuple[int, int]:

@@ -15,7 +15,9 @@ import scipy.linalg
 import ntkpde
 from ntkpde import cli
 from ntkpde.predict import residual_flow
-from verification import Context, all_claims
+import verification
+from verification import (FAILS, HOLDS, INCONCLUSIVE, WEAKER, Context, Outcome, Quantity,
+                          all_claims, rate_verdict, report)
 from verification import dlab2
 
 DYNAMICS_IDS = ["NTKW-1", "DLAB-2", "DLAB-3", "DLAB-4", "ADV-1", "ADV-2", "ADV-3", "ADV-4",
@@ -31,7 +33,70 @@ def test_dynamics_claims_are_registered():
 def test_cheap_claims_hold_in_quick_mode(cid, tmp_path):
   outcome = all_claims()[cid].run(Context(quick=True, out_dir=tmp_path, log=lambda m: None))
   assert outcome.passed, outcome.measured
+  assert outcome.verdict == HOLDS and outcome.reason and outcome.quantities
   assert outcome.figures and all(Path(p).exists() for p in outcome.figures)
+
+
+def test_claims_catalogue_lists_exactly_the_registered_claims():
+  """docs/claims.md (the in-repo catalogue) and the registry name the same 22 ids, and no
+  file of the repository points at ../shared."""
+  import re
+  root = Path(__file__).resolve().parents[1]
+  text = (root / "docs" / "claims.md").read_text()
+  assert set(re.findall(r"^\*\*([A-Z]+-\d) ", text, re.M)) == set(all_claims())
+  for path in [root / "README.md", *root.glob("ntkpde/**/*.py"), *root.glob("verification/*.py"),
+               *root.glob("docs/*.md"), *root.glob("tests/*.py")]:
+    if path.name != Path(__file__).name:
+      assert "../shared" not in path.read_text(), path
+
+
+def test_infinite_width_kernel_does_not_depend_on_the_target():
+  """The block Gram is a function of the kernel, the operators and the points: two problems
+  with the same points and operators but different targets have the same K_rr bit for
+  bit; the targets only enter the dynamics through r0 (docs/claims.md, Notation)."""
+  from ntkpde import problems
+  sample = problems.get("poisson1d").sample({"interior": 6}, sampler="grid")
+  net = ntkpde.mlp(1, activation="erf")
+  K = np.asarray(ntkpde.gram(net.kernel_fn, sample.channels).matrix)
+  again = np.asarray(ntkpde.gram(net.kernel_fn, [(c.name, c.operator, np.array(c.points))
+                                                  for c in sample.channels]).matrix)
+  np.testing.assert_array_equal(K, again)
+  r_a = residual_flow(K, -np.concatenate(sample.targets))(1.0)
+  r_b = residual_flow(K, -2 * np.concatenate(sample.targets))(1.0)
+  np.testing.assert_allclose(r_b, 2 * r_a, rtol=1e-12, atol=1e-12 * np.abs(r_b).max())
+
+
+@pytest.mark.parametrize("slope, spread, stated, verdict", [
+    (-0.50, 0.04, -0.5, HOLDS), (-0.94, 0.04, -0.5, WEAKER), (-0.30, 0.04, -0.5, WEAKER),
+    (0.02, 0.04, -0.5, FAILS), (-0.5, 0.2, -0.5, INCONCLUSIVE), (2.0, 0.02, 1.0, WEAKER),
+    (1.05, 0.03, 1.0, HOLDS), (float("nan"), float("nan"), -1.0, INCONCLUSIVE)])
+def test_rate_verdicts_are_two_sided(slope, spread, stated, verdict):
+  """OPK-3's measured -0.94 +- 0.04 against the stated -1/2 is a different (faster) rate,
+  not a pass; a slower decay is a weaker form; no decay does not hold; a 3-sigma band wider
+  than the rate itself is inconclusive; positive rates (bias vs dt) mirror negative ones."""
+  got, reason = rate_verdict(slope, spread, stated, "q")
+  assert got == verdict and reason
+
+
+def test_outcome_passed_follows_the_verdict_and_the_report_renders_quantities(tmp_path):
+  o = Outcome(measured={"a": 1}, expected="e", tolerance="t", verdict=WEAKER, reason="r",
+              quantities=[Quantity("slope", -0.94, 0.04, "", -0.5, "stated")])
+  assert o.passed is False
+  assert Outcome(measured=1, expected="", tolerance="", passed=True).verdict == HOLDS
+  with pytest.raises(ValueError, match="contradicts"):
+    Outcome(measured=1, expected="", tolerance="", passed=True, verdict=WEAKER)
+  with pytest.raises(ValueError, match="verdict"):
+    Outcome(measured=1, expected="", tolerance="", verdict="holds")
+  record = {"id": "X-1", "paper": "p", "statement": "s", "seconds": 1.0,
+            **report.record_fields(o, [], "cpu")}
+  json.dumps(record)                                   # machine-readable
+  legacy = {"id": "X-2", "paper": "p", "statement": "s", "seconds": 1.0, "passed": False,
+            "measured": {"||r||": 0.5}, "expected": "", "tolerance": ""}
+  text = report.markdown([record, legacy], True, "cpu")
+  assert "2 claims: 0 holds as stated, 1 holds in a weaker or different form, 1 does not hold" in text
+  assert "| X-1 | **weaker / different form** | slope: -0.94 +- 0.04 vs -0.5 (stated) | r |" in text
+  assert "| slope | -0.94 +- 0.04 |  | -0.5 (stated) |" in text
+  assert "| \\|\\|r\\|\\| | 0.5 |" in text          # legacy records: flattened, escaped
 
 
 def synthetic_gram(blocks):

@@ -44,13 +44,23 @@ def test_exact_ntk_and_predictor_step_match_closed_forms():
 
 
 def test_sketch_mean_converges_within_theorem_4_bound():
+  """For Gaussian probes one sample ``sym(K g g^T)`` has the exact variance
+  ``V = E||K_hat - K||_F^2 = ((n + 2) ||K||_F^2 + Tr(K)^2) / 2`` (Isserlis:
+  ``E[(g.g)(g.M g)] = (n + 2) Tr M``, ``E[(g.K g)^2] = Tr(K)^2 + 2 ||K||_F^2``), so the
+  mean of N has MSE ``V / N``, below Thm 4's ``2 n (n + 2) ||K||_F^2 / N``. Markov at
+  probability 1/25 on ``V / N``; the threshold is checked to exclude ``K_N = 0`` and
+  ``K_N = K / 2`` (the test has power)."""
   _, K = closed_form_K(THETA)
   n, N = len(K), 4000
   K_N, tr_N = sketch.sketch_ntk(residuals, THETA, jax.random.PRNGKey(1), 1e-7, N)
-  # Thm 4: E||K_N - K||_F^2 <= 2 n (n+2) ||K||_F^2 / N (+ O(dt^2)); Markov at 1/25 probability
-  assert np.sum((np.asarray(K_N) - K) ** 2) < 25 * 2 * n * (n + 2) * np.sum(K ** 2) / N
+  frob2 = np.sum(K ** 2)
+  V = ((n + 2) * frob2 + np.trace(K) ** 2) / 2
+  assert V <= 2 * n * (n + 2) * frob2                          # Thm 4's constant covers it
+  threshold = 25 * V / N
+  assert threshold < frob2 / 4                                 # K_N = 0 or K / 2 would fail
+  assert np.sum((np.asarray(K_N) - K) ** 2) < threshold
   # Hutchinson: Var(g^T K g) = 2 ||K||_F^2; 5 standard deviations
-  assert abs(float(tr_N) - np.trace(K)) < 5 * np.sqrt(2 * np.sum(K ** 2) / N)
+  assert abs(float(tr_N) - np.trace(K)) < 5 * np.sqrt(2 * frob2 / N)
 
 
 def test_sketch_mean_is_the_mean_of_single_samples_across_batches():
@@ -82,12 +92,32 @@ def test_adaptive_training_exact_weights_first_step():
 
 
 def test_moving_average_weights_track_exact_ones():
-  out = sketch.adaptive_training(residuals, THETA, SIZES, learning_rate=1e-3, steps=50,
-                                 weights="sketch", alpha=0.05, init_samples=20000, dt=1e-7,
+  """Over the whole run, not only the first sketch. After ~100 steps of ``alpha = 0.05`` the
+  initial mean has weight ``0.95^100 < 0.01`` and the average is an exponentially weighted
+  mean of ``N_eff = (2 - alpha) / alpha = 39`` sketches. Its scatter ``s`` is measured here
+  as the median relative weight error of 40 static means of 39 sketches at ``THETA`` (the
+  kernel moves by ~1 % over the run). The tracking gap over the second half must be
+  ``s`` within a factor 2 either way: an average that never updates (gap ~ the initial
+  20000-sample error, ~0.01) or one that keeps only the latest sketch (~sqrt(39) s)
+  fails; the first step has the initial mean's accuracy (20000 samples: < 0.1)."""
+  alpha, steps = 0.05, 200
+  out = sketch.adaptive_training(residuals, THETA, SIZES, learning_rate=1e-2, steps=steps,
+                                 weights="sketch", alpha=alpha, init_samples=20000, dt=1e-7,
                                  track_exact=1)
   gap = np.abs(out["weights"] - out["exact_weights"]) / out["exact_weights"]
-  assert gap[0].max() < 0.1     # 20000 samples: relative Hutchinson error ~ sqrt(2/20000) x O(1)
-  assert np.all(np.isfinite(out["weights"]))
+  assert gap[0].max() < 0.1
+  n_eff = round((2 - alpha) / alpha)
+  _, K = closed_form_K(THETA)
+  names = tuple(SIZES)
+  exact = np.array(list(trace_weights(BlockGram(jnp.asarray(K), names, SIZES)).values()))
+  static = []
+  for k in range(40):
+    K_N, _ = sketch.sketch_ntk(residuals, THETA, jax.random.PRNGKey(100 + k), 1e-7, n_eff)
+    w = trace_weights(BlockGram(jnp.asarray(K_N), names, SIZES))
+    static.append(np.abs(np.array(list(w.values())) - exact) / exact)
+  s = np.median(static)
+  tracking = np.median(gap[steps // 2:])
+  assert s / 2 <= tracking <= 2 * s, (tracking, s)
 
 
 def test_bad_arguments_are_rejected():

@@ -166,6 +166,64 @@ def test_relative_decay_cancels_the_common_shape():
   assert abs(delta.alpha - 0.75) < 1e-10 and delta.uncertainty < 1e-10
 
 
+@pytest.mark.parametrize("lam, model, rate, beta", [
+    (2.0 * np.exp(-0.3 * np.arange(1, 81)), "exponential", 0.3, 1.0),
+    (3.0 * np.arange(1, 81, dtype=float) ** -2.5, "power", 2.5, 1.0),
+    (np.exp(-2.0 * np.arange(1, 81) ** 0.5), "stretched", 2.0, 0.5)])
+def test_decay_models_choose_and_recover_the_generating_law(lam, model, rate, beta):
+  fits = spectrum.decay_models(lam, window=(2, 60))
+  assert fits.best == model and fits.chosen.rms < 1e-8
+  assert abs(fits.chosen.rate - rate) < 1e-8 * rate and fits.chosen.beta == beta
+  # the other models are visibly wrong on a curved (or straight) log-log line
+  assert all(f.rms > 1e-3 for m, f in fits.fits.items() if m != model and
+             not (model == "exponential" and m == "stretched"))
+
+
+def test_decay_models_pick_exponential_for_an_analytic_kernel_where_the_power_law_is_lost():
+  """The erf NTK on 64 points of [-1, 1] (a new user's case): the power-law exponent is
+  ~10 +- 7 (meaningless); the exponential fits with a rate resolved to a few per cent."""
+  x = np.linspace(-1, 1, 64)[:, None]
+  lam = spectrum.eigenvalues(np.asarray(ntkpde.mlp(2, activation="erf").kernel_fn(x, x, "ntk")))
+  power = spectrum.decay_rate(lam)
+  fits = spectrum.decay_models(lam)
+  assert power.uncertainty > 0.3 * power.alpha
+  assert fits.best in ("exponential", "stretched") and fits.chosen.rms < fits.fits["power"].rms / 3
+  assert fits.chosen.uncertainty < 0.1 * fits.chosen.rate
+
+
+def test_relative_decay_in_the_exponential_model():
+  k = np.arange(1, 61)
+  base = np.exp(-0.4 * k) * (1 + 0.5 * np.cos(k) ** 2)      # a common wiggle cancels
+  delta = spectrum.relative_decay(base, base * np.exp(-0.25 * k) * 3.0, window=(3, 40),
+                                  model="exponential")
+  assert abs(delta.alpha - 0.25) < 1e-10 and delta.uncertainty < 1e-10
+  with pytest.raises(ValueError, match="model"):
+    spectrum.relative_decay(base, base, window=(3, 40), model="gaussian")
+
+
+def test_effective_rank_equals_the_entropy_of_the_normalised_spectrum():
+  """Independent route: the Shannon entropy written out by hand, and invariance under
+  scaling, zero padding and order."""
+  lam = np.array([3.0, 1.0, 0.5, 0.5])
+  p = lam / lam.sum()
+  by_hand = math.exp(-sum(q * math.log(q) for q in p))
+  assert math.isclose(spectrum.effective_rank(lam), by_hand, rel_tol=1e-14)
+  assert math.isclose(spectrum.effective_rank(np.r_[7 * lam[::-1], 0, 0]), by_hand, rel_tol=1e-14)
+  assert math.isclose(spectrum.effective_rank([2.0, 2.0, 1e-300]), 2.0, rel_tol=1e-12)
+
+
+def test_common_window_is_the_intersection_of_the_resolved_ranks():
+  """Independent route: the windows written down from where each spectrum hits the
+  rounding floor (k_max) and its tenth (k_min), by hand."""
+  k = np.arange(1, 401, dtype=float)
+  a = np.where(k <= 150, k ** -2.0, 0.0)                  # resolved to k = 150
+  b = np.where(k <= 90, k ** -3.0, 0.0)                   # resolved to k = 90
+  assert spectrum.default_window(a) == (15, 150) and spectrum.default_window(b) == (9, 90)
+  assert spectrum.common_window(a, b) == (15, 90)
+  with pytest.raises(ValueError, match="share fewer"):
+    spectrum.common_window(a, np.where(k <= 12, k ** -1.0, 0.0))
+
+
 def test_condition_effective_rank_and_convergence_times():
   lam = np.array([4.0, 2.0, 1.0, 1.0])
   assert spectrum.condition_number(np.diag(lam)) == 4.0

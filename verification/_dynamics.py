@@ -44,11 +44,12 @@ def circle_channels(m: int, seed: int, direction=(1, 0), equispaced: bool = Fals
   return [("f", operators.identity(XY), X), ("df", d, X)], labels, X
 
 
-def circle(m: int, seed: int, depth: int = 3, direction=(1, 0), equispaced: bool = False):
+def circle(m: int, seed: int, depth: int = 3, direction=(1, 0), equispaced: bool = False,
+           w_std: float = W_STD):
   """``(block NTK Gram over channels f and df, labels (L, L'), X)`` of
   :func:`circle_channels` for an erf MLP with ``depth`` hidden layers."""
   chans, labels, X = circle_channels(m, seed, direction, equispaced)
-  net = ntkpde.mlp(depth, activation="erf", W_std=W_STD, b_std=B_STD)
+  net = ntkpde.mlp(depth, activation="erf", W_std=w_std, b_std=B_STD)
   return ntkpde.gram(net.kernel_fn, chans, "ntk"), labels, X
 
 

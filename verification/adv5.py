@@ -29,7 +29,7 @@ import scipy.integrate
 from scipy.special import expit, logit
 
 from ntkpde.predict import residual_flow
-from verification import Claim, Outcome
+from verification import FAILS, WEAKER, Claim, Outcome, Quantity
 from verification._dynamics import Discriminator
 
 
@@ -88,7 +88,7 @@ def run(ctx):
   axes[1].set_xlabel("eps = ||h0||")
   axes[1].legend(fontsize=8)
   path = ctx.save_figure(fig, "adv5.png")
-  passed = stationary_gap <= 1e-8 and 1.8 <= order <= 2.2
+  held = stationary_gap <= 1e-8 and 1.8 <= order <= 2.2
   return Outcome(
       measured={"(b) max|sigma(f_T) - rho|": float(f"{stationary_gap:.1e}"),
                 "(b) linearisation error order": round(float(order), 3),
@@ -97,7 +97,19 @@ def run(ctx):
                 "(a) f_t(0) at t=1e4": round(float(f_a[-1, -1]), 3)},
       expected="sigma(f_inf) = rho on the support; linearised flow exact to O(h^2)",
       tolerance="stationarity 1e-8; error order in [1.8, 2.2]",
-      passed=bool(passed), figures=[path],
+      verdict=WEAKER if held else FAILS, figures=[path],
+      reason=(f"where rho is in (0, 1) the flow reaches sigma(f) = rho (to {stationary_gap:.0e}) and "
+              f"the linearisation is second-order accurate (order {order:.2f}); in the PINN case "
+              f"itself (real = delta_0) rho is 0/1 on the support and no finite stationary point "
+              f"exists (f_t(0) grows like log t): the statement holds only for mixed real data"
+              if held else f"stationarity gap {stationary_gap:.1e} or linearisation order "
+              f"{order:.2f} outside [1.8, 2.2]"),
+      quantities=[Quantity("(b) max |sigma(f_T) - rho|", float(stationary_gap), reference=1e-8,
+                           source="tolerance"),
+                  Quantity("(b) linearisation error order", float(order), reference=2.0,
+                           source="stated (second order)"),
+                  Quantity("(a) PINN case: max |sigma(f_t) - rho| at t = 1e4", float(gap_a[-1]),
+                           reference=0.0, source="never reached")],
       notes=("In the PINN case itself (real = delta_0, distinct residuals) rho is 0/1 on the "
              "support, so no finite stationary point exists: sigma(f_t) approaches rho like "
              f"t^{slope_a:.2f} while f_t(0) grows like log t. The stationary-point statement and "

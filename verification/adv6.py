@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ntkpde.predict import residual_flow
-from verification import Claim, Outcome
+from verification import Claim, Outcome, Quantity
 from verification._dynamics import eigenvalue_error_bounds, energy, generator_kernel
 
 
@@ -90,6 +90,13 @@ def run(ctx):
       expected="inertia(KG) = inertia(G); contraction / expansion bounds; mixed modes",
       tolerance="eigenvalue error bounds; energy slack 1e-9; modal rates rtol 1e-8",
       passed=bool(ok), figures=[path],
+      reason=("for negative, positive and indefinite G the eigenvalues of KG are real with the "
+              "inertia of G, the contraction and expansion bounds hold and the mixed modes grow "
+              "and decay at their eigenvalues" if ok else f"a check failed: {results}"),
+      quantities=[Quantity("negative G: max E(t) / bound", results["negative"]["energy_check"],
+                           reference=1.0, source="<= 1"),
+                  Quantity("positive G: min E(t) / bound", results["positive"]["energy_check"],
+                           reference=1.0, source=">= 1")],
       notes=("check: negative G -> max E/bound (<= 1); positive G -> min E/bound (>= 1); "
              "indefinite G -> norm factors after t = 1/max|l| along the most expanding and most "
              "contracting eigenvectors (equal to exp(l t))."))

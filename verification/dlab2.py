@@ -7,9 +7,13 @@ over the channels ``f`` and ``d_h f`` (:func:`ntkpde.gram`), ``W = diag(lr, lg)`
 paper's ``Theta*`` (eq. 12). Checks, on the paper's setup (``x1 x2`` on the unit
 circle, ``h = e_1``, :func:`verification._dynamics.circle`):
 
-1. The closed form (:func:`ntkpde.predict.residual_flow`) against the paper's coupled
-   system (A-8)-(A-9) integrated by ``scipy.integrate.solve_ivp`` (DOP853, rtol = atol
-   = 1e-12; global error ~1e-10): tolerance ``1e-8`` relative.
+1. The closed form (:func:`ntkpde.predict.residual_flow` with weights ``(lr, lg)``)
+   against the paper's coupled system (A-8)-(A-9) with the weights written into the
+   blocks, integrated by ``scipy.integrate.solve_ivp`` (Radau with the exact Jacobian,
+   rtol 1e-12, atol 1e-14: the weighted system is stiff, ``lambda_max / lambda_min ~ 1e6``
+   times ``lg / lr`` up to 100, and the explicit DOP853 accumulates ~1e-9 of rounding
+   there; Radau's error against ``scipy.linalg.expm`` was measured at <= 3e-14), for every
+   ``(lr, lg)`` in ``{0.1, 1, 10}^2``: tolerance ``1e-8`` relative.
 2. The paper's decoupled equation (appendix A.2, ``lr = lg = 1``)
    ``Y'' + (Theta + Theta'') Y' + (Theta Theta'' - Theta'^2) Y = (Theta Theta'' - Theta'^2) L``
    with ``Theta'^2 := Theta' Theta'^T``, solved exactly (``expm`` of its companion
@@ -18,8 +22,10 @@ circle, ``h = e_1``, :func:`verification._dynamics.circle`):
    control, the tangential derivative (``h = (-y, x)``) at equispaced angles makes every
    block circulant (commuting): the gap there must be at rounding level.
 
-Verdict: ``passed`` = the block dynamics hold (check 1) and the control gap is below
-``1e-8``; the gap of the decoupled formula on the paper's setup is the reported result.
+Verdict: the block dynamics (check 1) and the control (below ``1e-8``) must hold, else the
+claim does not hold; with them, the claim holds in a weaker form, because the paper's
+decoupled scalar equation -- part of its analysis -- is exact only for commuting blocks,
+and its gap on the paper's own setup is reported.
 """
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,8 +33,11 @@ import scipy.integrate
 import scipy.linalg
 
 from ntkpde.predict import residual_flow
-from verification import Claim, Outcome
+from verification import FAILS, WEAKER, Claim, Outcome, Quantity
 from verification._dynamics import circle
+
+# (lr, lg) of the loss lr/2 ||f - L||^2 + lg/2 ||d_h f - L'||^2: equal, and either 100x larger
+WEIGHT_GRID = [(lr, lg) for lr in (0.1, 1.0, 10.0) for lg in (0.1, 1.0, 10.0)]
 
 
 def blocks(G):
@@ -57,15 +66,17 @@ def run(ctx):
   L, Lp = labels
   r0 = -np.r_[L, Lp]
   ctx.log(f"paper setup: m = {m}, block Gram {K.shape}")
-  closed = residual_flow(K, r0)(times)
   T, Tp, Tpp = blocks(G)
-
-  def coupled(_, s):                              # (A-8), (A-9) in residual form
-    y, z = s[:m], s[m:]
-    return np.r_[-T @ y - Tp @ z, -Tp.T @ y - Tpp @ z]
-  sol = scipy.integrate.solve_ivp(coupled, (0, times[-1]), r0, method="DOP853", t_eval=times,
-                                  rtol=1e-12, atol=1e-12)
-  ode_gap = np.abs(sol.y.T - closed).max() / np.abs(r0).max()
+  ode_gaps = {}
+  for lr, lg in WEIGHT_GRID:
+    # (A-8), (A-9) in residual form with the weights written into the blocks
+    M = -np.block([[lr * T, lg * Tp], [lr * Tp.T, lg * Tpp]])
+    sol = scipy.integrate.solve_ivp(lambda _, s, M=M: M @ s, (0, times[-1]), r0, method="Radau",
+                                    jac=M, t_eval=times, rtol=1e-12, atol=1e-14)
+    weighted = residual_flow(K, r0, np.r_[np.full(m, lr), np.full(m, lg)])(times)
+    ode_gaps[(lr, lg)] = np.abs(sol.y.T - weighted).max() / np.abs(r0).max()
+  ode_gap = max(ode_gaps.values())
+  closed = residual_flow(K, r0)(times)
   y_exact = closed[:, :m] + L
   y_dec = decoupled_y(G, labels, times)
   gap = np.abs(y_dec - y_exact).max() / np.abs(L).max()
@@ -97,15 +108,35 @@ def run(ctx):
   axes[1].set_ylabel("max |Y_dec - Y| / max |L|")
   axes[1].legend()
   path = ctx.save_figure(fig, "dlab2.png")
-  passed = ode_gap <= 1e-8 and control_gap <= 1e-8
+  if ode_gap > 1e-8 or control_gap > 1e-8:
+    verdict = FAILS
+    reason = (f"the block flow differs from the integrated coupled system by {ode_gap:.1e} over the "
+              f"(lr, lg) grid (control gap {control_gap:.1e}).")
+  else:
+    verdict = WEAKER
+    reason = (f"the joint dynamics with [[lr Theta, lg Theta'], [lr Theta'^T, lg Theta'']] hold to "
+              f"{ode_gap:.0e} on all {len(ode_gaps)} (lr, lg) of the grid, but the paper's decoupled "
+              f"scalar equation holds only for commuting blocks: off by {gap:.2g} of max|L| on its own "
+              f"setup (exact to {control_gap:.0e} with circulant blocks).")
+  worst = max(ode_gaps, key=ode_gaps.get)
   return Outcome(
-      measured={"block_flow_vs_ode": float(f"{ode_gap:.1e}"),
+      measured={"block_flow_vs_ode_max_over_grid": float(f"{ode_gap:.1e}"),
+                "worst_(lr,lg)": list(worst),
                 "decoupled_gap_paper_setup": float(f"{gap:.3g}"),
                 "decoupled_gap_commuting_control": float(f"{control_gap:.1e}"),
                 **{k: float(f"{v:.2g}") for k, v in comm.items()}},
+      verdict=verdict, reason=reason,
+      quantities=[Quantity("block flow vs integrated system, max over (lr, lg) in {0.1, 1, 10}^2",
+                           float(ode_gap), unit="of max|r0|", reference=1e-8, source="tolerance"),
+                  Quantity("decoupled formula vs exact Y(t), paper setup (lr = lg = 1)", float(gap),
+                           unit="of max|L|", reference=0.0, source="paper (exact if blocks commute)"),
+                  Quantity("same, commuting (circulant) control", float(control_gap), unit="of max|L|",
+                           reference=1e-8, source="tolerance"),
+                  Quantity("relative commutator [Theta, Theta'']",
+                           float(comm["commutator_Theta_Theta2"]))],
       expected="block flow = coupled ODE; decoupled formula exact only if blocks commute",
       tolerance="1e-8 (ODE integration error ~1e-10)",
-      passed=bool(passed), figures=[path],
+      figures=[path],
       notes=(f"The joint dynamics with the block matrix hold (gap {ode_gap:.1e} to the "
              f"integrated system). The paper's scalar decoupling does NOT hold on its own setup: "
              f"the blocks do not commute (relative commutators {comm['commutator_Theta_Theta2']:.2g}, "

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ntkpde import finite, sketch  # noqa: E402
-from verification import Claim, Outcome  # noqa: E402
+from verification import Claim, Outcome, Quantity  # noqa: E402
 from verification._sketch_problems import poisson_problem, trace_weights_and_step  # noqa: E402
 
 
@@ -72,6 +72,11 @@ def run(ctx):
       expected="time averages O(1/T) (slope <= -1); weights and eigenvalues bounded",
       tolerance="slopes <= -0.95 over the last decade; second-half max <= 1.01 x first-half max",
       passed=bool(passed), figures=[path],
+      reason=(f"the time averages decay with slopes {sA:.2f} and {sB:.2f} over the last decade "
+              f"(O(1/T): <= -0.95) and the weights and eigenvalues settle" if passed else
+              f"slopes {sA:.2f}, {sB:.2f} (need <= -0.95) or unbounded: {bounded}"),
+      quantities=[Quantity("slope of (1/T) sum ||R||^2", sA, reference=-1.0, source="stated O(1/T)"),
+                  Quantity("slope of (1/T) sum ||grad||^2", sB, reference=-1.0, source="stated O(1/T)")],
       notes=f"eta = {eta:.3e} (ntkpde units; paper's eta = eta/n), {steps} steps. Weights at "
             f"start {np.round(out['weights'][0], 3).tolist()}, largest "
             f"{np.round(out['weights'].max(0), 3).tolist()} (step "

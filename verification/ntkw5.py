@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ntkpde import sketch  # noqa: E402
-from verification import Claim, Outcome  # noqa: E402
+from verification import FAILS, HOLDS, WEAKER, Claim, Outcome, Quantity  # noqa: E402
 from verification._sketch_problems import trace_weights_and_step, wave_problem  # noqa: E402
 
 ALPHA = 0.01
@@ -68,7 +68,7 @@ def run(ctx):
   tracked = ~np.isnan(out["exact_weights"][:, 0])
   gap = np.abs(out["weights"][tracked] - out["exact_weights"][tracked]) / out["exact_weights"][tracked]
   median_gap, max_gap = np.median(gap, axis=0), gap.max(axis=0)
-  passed = bool(np.all(median_gap <= sigma))
+  tracks = bool(np.all(median_gap <= sigma))
 
   def wall(method, s):
     sketch.adaptive_training(residuals, params, sizes, steps=s, weights=method, **kwargs)  # compile
@@ -99,7 +99,17 @@ def run(ctx):
       expected="moving-average weights track the exact weights",
       tolerance="median gap per channel <= 1.5 x median error of a static mean of N_eff sketches: "
                 + str(dict(zip(out["names"], np.round(sigma, 3).tolist()))),
-      passed=passed, figures=[path],
+      verdict=(HOLDS if tracks and ratio > 1 else WEAKER if tracks else FAILS), figures=[path],
+      reason=(f"the median gaps {np.round(median_gap, 3).tolist()} are within 1.5x the scatter of a "
+              f"static mean of N_eff sketches" + (f", and one sketch step costs {1 / ratio:.2f}x an "
+              f"exact one" if ratio > 1 else f", but at these sizes on this machine a sketch step is "
+              f"not cheaper than an exact one (exact/sketch cost {ratio:.2f}): Alg. 3's point, "
+              f"efficiency, needs larger n") if tracks else
+              f"median gaps {np.round(median_gap, 3).tolist()} exceed {np.round(sigma, 3).tolist()}"),
+      quantities=[Quantity("worst median gap / tolerance over channels",
+                           float(np.max(median_gap / sigma)), reference=1.0, source="tolerance"),
+                  Quantity("cost ratio exact / sketch per step", float(ratio), reference=1.0,
+                           source="> 1: sketch cheaper")],
       notes=f"First-order relative std of a static N_eff = {n_eff} mean: "
             f"{np.round(first_order, 3).tolist()}. hidden {hidden}, n = {n} residuals, "
             f"{steps} steps, eta = {eta:.3e}; per-step wall "
