@@ -4,6 +4,12 @@ An operator is ``T u(x) = sum_k c_k(x) D^{alpha_k} u(x)`` with coefficient
 functions ``c_k`` of the coordinates and multi-indices ``alpha_k``. Operators are
 immutable and hashable, so compiled kernels can be cached per operator.
 
+A nonlinear operator ``N[u](x) = F(x, (D^alpha u(x))_alpha)`` (:func:`parse_nonlinear`)
+is applied to functions by :meth:`NonlinearOperator.residual`; its Frechet derivative at
+a reference function ``u_ref`` (:meth:`NonlinearOperator.linearize`) is a
+``LinearOperator`` whose coefficients ``dF/dp_alpha`` depend on ``x`` through *fields*:
+symbols bound to JAX functions of ``x`` (the derivatives ``D^beta u_ref``).
+
 Derivatives are nested forward-mode directional derivatives. The same helper
 serves a single point ``x`` of shape ``(d,)`` and a batch ``X`` of shape
 ``(n, d)`` whose rows are independent points ("row-local" functions such as a
@@ -105,12 +111,16 @@ def _directional_derivative(g: Callable, axis: int) -> Callable:
 class LinearOperator:
   """``T u = sum_k c_k(x) D^{alpha_k} u`` over named coordinates.
 
-  Build one with :func:`parse`, :func:`identity`, :func:`normal_derivative` or
-  :func:`directional_derivative`; combine with ``+``, ``-`` and scalar ``*``.
-  ``T(f)`` applies it to ``f: R^d -> R`` (or a row-local batched ``f``).
+  Build one with :func:`parse`, :func:`identity`, :func:`normal_derivative`,
+  :func:`directional_derivative` or :meth:`NonlinearOperator.linearize`; combine with
+  ``+``, ``-`` and scalar ``*``. ``T(f)`` applies it to ``f: R^d -> R`` (or a row-local
+  batched ``f``). ``fields`` binds symbols that coefficients may use besides the
+  coordinates to row-local JAX functions of ``x`` (empty for parsed operators); the
+  functions are hashed by identity, so operators stay usable as cache keys.
   """
   coords: Coords
   terms: Tuple[Term, ...]
+  fields: Tuple[Tuple[sympy.Symbol, Callable], ...] = ()
 
   @property
   def order(self) -> int:
@@ -134,7 +144,8 @@ class LinearOperator:
     if other.coords != self.coords:
       raise ValueError(f"cannot combine operators over coordinates {self.coords} and {other.coords}.")
     return _merge(self.coords, list(self.terms) +
-                  [Term(sign * t.coefficient, t.multi_index) for t in other.terms])
+                  [Term(sign * t.coefficient, t.multi_index) for t in other.terms],
+                  self.fields + tuple(f for f in other.fields if f not in self.fields))
 
   def __add__(self, other):
     return self._combine(other, 1)
@@ -143,25 +154,27 @@ class LinearOperator:
     return self._combine(other, -1)
 
   def __neg__(self):
-    return _merge(self.coords, [Term(-t.coefficient, t.multi_index) for t in self.terms])
+    return _merge(self.coords, [Term(-t.coefficient, t.multi_index) for t in self.terms],
+                  self.fields)
 
   def __mul__(self, scalar):
     if isinstance(scalar, LinearOperator):
       raise TypeError("operators compose only linearly here: multiply by a scalar or a "
                       "coefficient expression of the coordinates.")
     c = _coefficient(scalar, self.coords)
-    return _merge(self.coords, [Term(c * t.coefficient, t.multi_index) for t in self.terms])
+    return _merge(self.coords, [Term(c * t.coefficient, t.multi_index) for t in self.terms],
+                  self.fields)
 
   __rmul__ = __mul__
 
   @functools.cached_property
   def _coefficient_fns(self):
-    symbols = _coord_symbols(self.coords)
+    symbols = _coord_symbols(self.coords) + tuple(s for s, _ in self.fields)
     return tuple(sympy.lambdify(symbols, t.coefficient, modules=jnp) for t in self.terms)
 
   def coefficients(self, x) -> Tuple[jax.Array, ...]:
     """Each term's coefficient at the points ``x`` of shape ``(..., d)``."""
-    cols = [x[..., i] for i in range(self.dim)]
+    cols = [x[..., i] for i in range(self.dim)] + [fn(x) for _, fn in self.fields]
     return tuple(jnp.broadcast_to(fn(*cols), x.shape[:-1]).astype(x.dtype)
                  for fn in self._coefficient_fns)
 
@@ -173,13 +186,15 @@ class LinearOperator:
     return tf
 
 
-def _merge(coords: Coords, terms) -> LinearOperator:
-  """Collects terms by multi-index, drops zero coefficients, orders canonically."""
+def _merge(coords: Coords, terms, fields=()) -> LinearOperator:
+  """Collects terms by multi-index, drops zero coefficients, orders canonically; keeps
+  the fields that the remaining coefficients use."""
   by_index: Dict[Tuple[int, ...], sympy.Expr] = {}
   for t in terms:
     by_index[t.multi_index] = by_index.get(t.multi_index, sympy.Integer(0)) + t.coefficient
   merged = tuple(Term(c, a) for a, c in sorted(by_index.items()) if not is_zero(c))
-  return LinearOperator(coords, merged)
+  used = set().union(*(t.coefficient.free_symbols for t in merged))
+  return LinearOperator(coords, merged, tuple(f for f in fields if f[0] in used))
 
 
 def _check_params(params, coords: Coords) -> Dict[str, float]:
@@ -217,18 +232,12 @@ def _split_suffix(suffix: str, coords: Coords, token: str) -> Tuple[int, ...]:
   return tuple(counts)
 
 
-def parse(expr: str, coords: Union[str, Sequence[str]],
-          params: Optional[Mapping[str, float]] = None) -> LinearOperator:
-  """Parses a linear differential operator in the unknown ``u``.
-
-  Accepts subscript notation (``"u_xx + u_yy"``, ``"u_tt - 4*u_xx"``), SymPy
-  derivatives (``"Derivative(u, x, 2)"``, ``"diff(u, x)"``), parameters
-  (``"-u_xx + a*u"`` with ``params={"a": 2.0}``) and coefficients that are
-  functions of the coordinates (``"x*u_x + u"``).
-
-  Raises ``ValueError`` for nonlinear input (``u**2``, ``u*u_x``), terms free of
-  ``u`` (forcing belongs in the targets), and unknown symbols or functions.
-  """
+def _placeholder_form(expr: str, coords, params):
+  """Parses ``expr`` in the unknown ``u`` and replaces ``u`` and each derivative
+  ``D^alpha u`` by a placeholder symbol ``p_alpha``. Returns ``(coords, F, placeholders,
+  param_values)``: ``F`` a SymPy expression of the coordinates, the placeholders and the
+  parameter symbols; ``placeholders`` maps multi-indices to their symbols (the
+  zero multi-index always present); ``param_values`` maps parameter symbols to numbers."""
   coords = _check_coords(coords)
   params = _check_params(params, coords)
   symbols = _coord_symbols(coords)
@@ -247,8 +256,6 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
 
   parsed = parse_expression(expr, local, resolve=subscript, derivatives=True, what="operator")
 
-  # Replace u and its derivatives by placeholders p_alpha; T is linear iff it is
-  # affine-free and linear in the placeholders.
   placeholders: Dict[Tuple[int, ...], sympy.Symbol] = {}
   for d in sorted(parsed.atoms(sympy.Derivative), key=str):
     if d.expr != u:
@@ -263,10 +270,11 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
     if sum(counts) > MAX_DERIVATIVE_ORDER:
       raise ValueError(f"in {expr!r}: {d} has order {sum(counts)}; the limit is "
                        f"{MAX_DERIVATIVE_ORDER} per term.")
-    placeholders.setdefault(tuple(counts), sympy.Dummy())
+    placeholders.setdefault(tuple(counts), sympy.Dummy(_derivative_name(coords, counts)))
     parsed = parsed.subs(d, placeholders[tuple(counts)])
-  placeholders.setdefault((0,) * len(coords), sympy.Dummy())
-  parsed = parsed.subs(u, placeholders[(0,) * len(coords)])
+  zero = (0,) * len(coords)
+  placeholders.setdefault(zero, sympy.Dummy(UNKNOWN))
+  parsed = parsed.subs(u, placeholders[zero])
 
   leftover = parsed.atoms(AppliedUndef)
   if leftover:
@@ -278,6 +286,32 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
     raise ValueError(f"in {expr!r}: unknown symbol(s) {unknown}; coordinates are "
                      f"{list(coords)}, parameters are {sorted(params) or 'none'} "
                      f"(pass params={{name: value}}).")
+  values = {local[p]: sympy.Integer(int(v)) if float(v).is_integer() else sympy.Float(float(v))
+            for p, v in params.items()}
+  return coords, parsed, placeholders, values
+
+
+def _derivative_name(coords: Coords, multi_index: Sequence[int]) -> str:
+  """``u``, ``u_x``, ``u_xxy``: the subscript name of ``D^multi_index u``."""
+  suffix = "".join(c * k for c, k in zip(coords, multi_index))
+  return UNKNOWN + ("_" + suffix if suffix else "")
+
+
+def parse(expr: str, coords: Union[str, Sequence[str]],
+          params: Optional[Mapping[str, float]] = None) -> LinearOperator:
+  """Parses a linear differential operator in the unknown ``u``.
+
+  Accepts subscript notation (``"u_xx + u_yy"``, ``"u_tt - 4*u_xx"``), SymPy
+  derivatives (``"Derivative(u, x, 2)"``, ``"diff(u, x)"``), parameters
+  (``"-u_xx + a*u"`` with ``params={"a": 2.0}``) and coefficients that are
+  functions of the coordinates (``"x*u_x + u"``).
+
+  Raises ``ValueError`` for nonlinear input (``u**2``, ``u*u_x``; use
+  :func:`parse_nonlinear`), terms free of ``u`` (forcing belongs in the targets), and
+  unknown symbols or functions.
+  """
+  coords, parsed, placeholders, values = _placeholder_form(expr, coords, params)
+  # T is linear iff it is affine-free and linear in the placeholders.
   ps = list(placeholders.values())
   if not is_zero(parsed.subs({p: 0 for p in ps})):
     raise ValueError(f"in {expr!r}: a term does not contain {UNKNOWN}; only linear "
@@ -286,14 +320,112 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
     for q in ps:
       if not is_zero(sympy.diff(parsed, p, q)):
         raise ValueError(f"{expr!r} is nonlinear in {UNKNOWN}; only linear differential "
-                         f"operators are supported.")
-  values = {local[p]: sympy.Integer(int(v)) if float(v).is_integer() else sympy.Float(float(v))
-            for p, v in params.items()}
+                         f"operators are supported (parse_nonlinear reads nonlinear ones).")
   terms = [Term(sympy.diff(parsed, p).subs(values), index) for index, p in placeholders.items()]
   op = _merge(coords, terms)
   if not op.terms:
     raise ValueError(f"{expr!r} is the zero operator.")
   return op
+
+
+@dataclasses.dataclass(frozen=True)
+class NonlinearOperator:
+  """``N[u](x) = F(x, (D^alpha u(x))_alpha)`` over named coordinates; build it with
+  :func:`parse_nonlinear`.
+
+  ``expression`` is ``F`` in the coordinate symbols and one placeholder symbol per
+  derivative (``placeholders``: ``(multi_index, symbol)`` pairs, the zero multi-index
+  first). Its Frechet derivative at ``u_ref`` is the linear operator
+  ``N'[u_ref] v = sum_alpha dF/dp_alpha(x, D u_ref(x)) D^alpha v``
+  (:meth:`linearize`), so ``N[u_ref + v] = N[u_ref] + N'[u_ref] v + O(|v|^2)``.
+  """
+  coords: Coords
+  expression: sympy.Expr
+  placeholders: Tuple[Tuple[Tuple[int, ...], sympy.Symbol], ...]
+
+  @property
+  def multi_indices(self) -> Tuple[Tuple[int, ...], ...]:
+    return tuple(a for a, _ in self.placeholders)
+
+  @property
+  def order(self) -> int:
+    return max(sum(a) for a in self.multi_indices)
+
+  @property
+  def dim(self) -> int:
+    return len(self.coords)
+
+  @property
+  def is_linear(self) -> bool:
+    """Whether ``F`` is affine in ``u`` and its derivatives (then ``N'`` is constant)."""
+    ps = [p for _, p in self.placeholders]
+    return all(is_zero(sympy.diff(self.expression, p, q)) for p in ps for q in ps)
+
+  def __str__(self):
+    return str(self.expression)
+
+  @functools.cached_property
+  def _functions(self):
+    """``F`` and each ``dF/dp_alpha`` as JAX functions of ``(x columns..., p...)``."""
+    args = _coord_symbols(self.coords) + tuple(p for _, p in self.placeholders)
+    exprs = [self.expression] + [sympy.diff(self.expression, p) for _, p in self.placeholders]
+    return tuple(sympy.lambdify(args, e, modules=jnp) for e in exprs)
+
+  def evaluate(self, x, derivatives) -> jax.Array:
+    """``F(x, p)`` at points ``x`` ``(..., d)`` with ``derivatives[..., k]`` the value of
+    ``D^alpha_k u`` (``alpha_k = multi_indices[k]``)."""
+    return self._at(0, x, derivatives)
+
+  def gradient(self, x, derivatives) -> jax.Array:
+    """``dF/dp_alpha_k(x, p)`` as an array ``(..., m)`` (``m`` multi-indices)."""
+    return jnp.stack([self._at(k + 1, x, derivatives)
+                      for k in range(len(self.placeholders))], axis=-1)
+
+  def _at(self, k: int, x, derivatives):
+    x = jnp.asarray(x)
+    cols = [x[..., i] for i in range(self.dim)]
+    vals = [derivatives[..., j] for j in range(len(self.placeholders))]
+    return jnp.broadcast_to(self._functions[k](*cols, *vals), x.shape[:-1]).astype(x.dtype)
+
+  def derivatives(self, u_fn: Callable) -> Callable:
+    """``x -> [D^alpha_k u_fn(x)]_k``, shape ``(..., m)``, for a row-local ``u_fn``."""
+    fns = [differentiate(u_fn, a) for a in self.multi_indices]
+    return lambda x: jnp.stack([f(x) for f in fns], axis=-1)
+
+  def residual(self, u_fn: Callable) -> Callable:
+    """``x -> N[u_fn](x)`` for a scalar ``u_fn`` of one point or a row-local batched one."""
+    derivatives = self.derivatives(u_fn)
+    return lambda x: self.evaluate(x, derivatives(x))
+
+  def linearize(self, u_ref: Callable) -> LinearOperator:
+    """The Frechet derivative ``N'[u_ref]`` as a :class:`LinearOperator`; its coefficients
+    ``dF/dp_alpha`` use fields bound to ``D^beta u_ref`` (fresh symbols per call, so
+    linearisations at different references combine correctly)."""
+    fresh = {p: sympy.Dummy(f"{p.name}_ref") for _, p in self.placeholders}
+    fields = tuple((fresh[p], differentiate(u_ref, a)) for a, p in self.placeholders)
+    terms = [Term(sympy.diff(self.expression, p).subs(fresh), a)
+             for a, p in self.placeholders]
+    return _merge(self.coords, terms, fields)
+
+
+def parse_nonlinear(expr: str, coords: Union[str, Sequence[str]],
+                    params: Optional[Mapping[str, float]] = None) -> NonlinearOperator:
+  """Parses a (possibly) nonlinear differential operator ``N[u] = F(x, u, D u, ...)``.
+
+  Same text as :func:`parse` (subscripts, ``Derivative``/``diff``, parameters,
+  coefficients of the coordinates, parsed by the ``ast`` whitelist of
+  :mod:`ntkpde.expressions`), and any smooth function of ``u`` and its derivatives
+  built from ``+ - * / **`` and the allowed functions: ``"u_xx + u_yy - u**3"``,
+  ``"u_t + u*u_x - nu*u_xx"``, ``"-u_xx + sin(u)"``,
+  ``"u_x**2 + u_y**2 - 1 + eps*(u_xx + u_yy)"``. Terms free of ``u`` are kept in ``F``.
+  Raises ``ValueError`` when ``u`` does not occur.
+  """
+  coords, parsed, placeholders, values = _placeholder_form(expr, coords, params)
+  parsed = parsed.subs(values)
+  if not any(parsed.has(p) for p in placeholders.values()):
+    raise ValueError(f"{expr!r} does not contain {UNKNOWN}.")
+  ordered = sorted(placeholders.items(), key=lambda item: (sum(item[0]), [-k for k in item[0]]))
+  return NonlinearOperator(coords, parsed, tuple(ordered))
 
 
 def identity(coords) -> LinearOperator:

@@ -1,4 +1,4 @@
-"""Linear benchmark problems with exact solutions, as residual channels.
+"""Benchmark problems with exact (or reference) solutions, as residual channels.
 
 A :class:`Problem` is a box domain, an exact solution written as SymPy text, and
 channels: an operator (text for :func:`ntkpde.operators.parse`) and where its points
@@ -28,7 +28,7 @@ import numpy as np
 import sympy
 from scipy.stats import qmc
 
-from ntkpde import input_maps, operators
+from ntkpde import input_maps, operators, references
 from ntkpde.expressions import parse_expression
 from ntkpde.operator_kernels import Channel
 
@@ -203,6 +203,68 @@ class Problem:
     return Sample(tuple(chans), tuple(targets))
 
 
+@dataclasses.dataclass(frozen=True)
+class NonlinearProblem(Problem):
+  """A nonlinear problem ``N_c[u] = f_c`` on every channel ``c`` (operators read by
+  :func:`ntkpde.operators.parse_nonlinear`; solved by :func:`ntkpde.nonlinear.solve`).
+
+  With an ``exact`` solution (text) the targets are ``N_c[u*]``, derived symbolically.
+  Without one (``exact=""``), ``targets`` gives each channel's right-hand side as text in
+  the coordinates and parameters (missing channels: 0) and ``reference(x, params)`` the
+  reference solution (a quadrature or a fine finite-difference solve, e.g.
+  :func:`ntkpde.references.burgers_cole_hopf`)."""
+  targets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  reference: Optional[Callable] = None
+
+  def __post_init__(self):
+    if not self.exact and self.reference is None:
+      raise ValueError(f"problem {self.name!r}: give an exact solution or a reference.")
+    unknown = set(self.targets) - {c.name for c in self.channels}
+    if unknown:
+      raise ValueError(f"problem {self.name!r}: targets for unknown channels {sorted(unknown)}.")
+    super().__post_init__()
+    for channel in self.targets:
+      self.target_expr(channel)                  # parses (raises on bad text)
+
+  def _exact_expr(self) -> Optional[sympy.Expr]:
+    return super()._exact_expr() if self.exact else None
+
+  def operator(self, channel: str) -> operators.NonlinearOperator:
+    return operators.parse_nonlinear(self._spec(channel).operator, self.coords,
+                                     dict(self.params) or None)
+
+  def _local(self):
+    local = dict(zip(self.coords, self.symbols))
+    local.update({p: sympy.Float(v) for p, v in self.params.items()})
+    return local
+
+  def target_expr(self, channel: str) -> sympy.Expr:
+    """``f_c``: ``N_c[u*]`` by substitution into ``F_c``, or the channel's target text."""
+    if channel in self.targets or not self.exact:
+      self._spec(channel)
+      text = self.targets.get(channel, "0")
+      return parse_expression(text, self._local(), what=f"target of channel {channel!r} of "
+                                                         f"problem {self.name!r}")
+    u = self._exact_expr()
+    op = self.operator(channel)
+    values = {}
+    for alpha, symbol in op.placeholders:
+      derivative = u
+      for sym, k in zip(self.symbols, alpha):
+        if k:
+          derivative = sympy.diff(derivative, sym, k)
+      values[symbol] = derivative
+    return op.expression.subs(values)
+
+  def exact_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+    """``x (n, d) -> u*(x) (n,)``: the exact solution, or the reference."""
+    if self.exact:
+      return super().exact_fn()
+    params = dict(self.params)
+    return lambda x: np.asarray(self.reference(
+        np.asarray(x, dtype=np.float64).reshape(-1, len(self.coords)), params))
+
+
 def _unit_points(dim: int, n: int, sampler: str, seed: int) -> np.ndarray:
   """``n`` points in ``[0, 1]^dim`` (``grid``: ``round(n^(1/dim))^dim`` cell centres)."""
   if sampler == "uniform":
@@ -289,6 +351,43 @@ for _problem in (
     Problem("laplace2d", ("x", "y"), ((0.0, 1.0), (0.0, 1.0)), "sinh(pi*x)*sin(pi*y)/sinh(pi)",
             (ChannelSpec("interior", "u_xx + u_yy", "interior", 256), _dirichlet_box(64)),
             description="u_xx + u_yy = 0 on [0, 1]^2, u = sin(pi y) on x = 1, 0 on the other edges"),
+):
+  register(_problem)
+del _problem
+
+_BURGERS = dict(coords=("x", "t"), domain=((-1.0, 1.0), (0.0, 1.0)), exact="",
+                channels=(ChannelSpec("interior", "u_t + u*u_x - nu*u_xx", "interior", 1024),
+                          ChannelSpec("boundary", "u", ({"x": -1.0}, {"x": 1.0}), 64),
+                          ChannelSpec("initial", "u", ({"t": 0.0},), 64)),
+                targets={"initial": "-sin(pi*x)"}, reference=references.burgers_cole_hopf)
+
+for _problem in (
+    NonlinearProblem("nonlinear_elliptic2d", ("x", "y"), ((0.0, 1.0), (0.0, 1.0)),
+                     "sin(pi*x)*sin(pi*y) + 4*sin(4*pi*x)*sin(4*pi*y)",
+                     (ChannelSpec("interior", "-u_xx - u_yy + u**3", "interior", 400),
+                      _dirichlet_box(80)),
+                     description="-Lap u + u^3 = f on [0, 1]^2, u = 0 on the boundary, "
+                                 "u* = sin(pi x) sin(pi y) + 4 sin(4 pi x) sin(4 pi y) "
+                                 "(Chen, Hosseini, Owhadi & Stuart 2021, Sec. 3.1)"),
+    NonlinearProblem("allen_cahn1d", ("x",), ((-1.0, 1.0),), "tanh(x/(sqrt(2)*eps))",
+                     (ChannelSpec("interior", "eps**2*u_xx + u - u**3", "interior", 64),
+                      _dirichlet_1d(-1.0, 1.0)),
+                     params={"eps": 0.3},
+                     description="steady Allen-Cahn eps^2 u_xx + u - u^3 = 0 on [-1, 1], "
+                                 "u* = tanh(x / (sqrt(2) eps)) (the interface solution; from "
+                                 "u_0 = 0 Gauss-Newton finds it for eps = 0.3, not for 0.1-0.2)"),
+    NonlinearProblem("burgers1d", **_BURGERS, params={"nu": 0.01 / np.pi},
+                     description="u_t + u u_x = nu u_xx on [-1, 1] x [0, 1], nu = 0.01/pi, "
+                                 "u(x, 0) = -sin(pi x), u(+-1, t) = 0; Cole-Hopf reference"),
+    NonlinearProblem("burgers1d_mild", **_BURGERS, params={"nu": 0.1 / np.pi},
+                     description="u_t + u u_x = nu u_xx on [-1, 1] x [0, 1], nu = 0.1/pi, "
+                                 "u(x, 0) = -sin(pi x), u(+-1, t) = 0; Cole-Hopf reference"),
+    NonlinearProblem("eikonal2d", ("x", "y"), ((0.0, 1.0), (0.0, 1.0)), "",
+                     (ChannelSpec("interior", "u_x**2 + u_y**2 - 1 + eps*(u_xx + u_yy)",
+                                  "interior", 400), _dirichlet_box(80)),
+                     params={"eps": 0.1}, reference=references.eikonal_regularised,
+                     description="regularised Eikonal |grad u|^2 + eps Lap u = 1 on [0, 1]^2, "
+                                 "u = 0 on the boundary, eps = 0.1; finite-difference reference"),
 ):
   register(_problem)
 del _problem

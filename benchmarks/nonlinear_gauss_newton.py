@@ -1,0 +1,110 @@
+"""Gauss-Newton kernel collocation (ntkpde.nonlinear.solve) on the nonlinear problems.
+
+Sections (``--section``):
+
+* ``elliptic``: ``-Lap u + u^3 = f`` (problem ``nonlinear_elliptic2d``) at N interior Sobol
+  points and ``4 sqrt(N)`` boundary points, depth-2 erf NTK vs the Gaussian kernel
+  (length scale 0.2, Chen et al. 2021): iterations, relative L2 error on 2,500 uniform
+  test points, condition estimate of the last linear system, seconds (Gram included).
+* ``kernels``: the same problem at one N for NTK/NNGP kernels of several depths and
+  activations and Gaussian kernels: error and condition estimate (the figure of
+  docs/nonlinear.md).
+* ``others``: Burgers (both viscosities), steady Allen-Cahn, regularised Eikonal.
+
+Each row is printed when done and all rows go to ``--out`` (JSON, written atomically after
+every row). Usage: ``python benchmarks/nonlinear_gauss_newton.py --section elliptic
+--sizes 100 400 900 1600 --out nl.json``.
+"""
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import ntkpde
+from ntkpde import nonlinear, problems, reporting
+
+
+def _test_points(problem, n, seed=12345):
+  lo, hi = np.array(problem.domain).T
+  return lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, len(lo)))
+
+
+def _kernel(spec, problem):
+  """``gauss:L`` / ``gauss:Lx,Lt`` or ``ACT:DEPTH:GET`` (e.g. ``erf:2:ntk``)."""
+  kind, _, rest = spec.partition(":")
+  if kind == "gauss":
+    return nonlinear.gaussian_kernel([float(v) for v in rest.split(",")]), "ntk"
+  depth, _, get = rest.partition(":")
+  net = ntkpde.mlp(int(depth), activation=kind, input_map=problem.input_map())
+  return net.kernel_fn, get or "ntk"
+
+
+def run_one(name, spec, sizes, nugget, n_test=2500, seed=0):
+  problem = problems.get(name)
+  kernel_fn, get = _kernel(spec, problem)
+  sample = problem.sample(sizes, sampler="sobol", seed=seed)
+  x_test = _test_points(problem, n_test)
+  exact = problem.exact_fn()(x_test)
+  start = time.perf_counter()
+  row = {"problem": name, "kernel": spec, "sizes": sample.sizes, "nugget": nugget}
+  try:
+    sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=nugget,
+                          x_test=x_test, exact=exact)
+    row.update(iterations=len(sol.history), error=sol.history[-1].error,
+               residual=sol.history[-1].residual, condition=sol.condition_number,
+               errors=[s.error for s in sol.history])
+  except (nonlinear.GaussNewtonDivergence, ValueError) as err:
+    row.update(failed=str(err).split(".")[0])
+  row["seconds"] = time.perf_counter() - start
+  return row
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--section", choices=("elliptic", "kernels", "others"), required=True)
+  parser.add_argument("--sizes", type=int, nargs="*", default=[100, 400, 900, 1600])
+  parser.add_argument("--kernels", nargs="*", default=None)
+  parser.add_argument("--n", type=int, default=400, help="interior points (kernels section)")
+  parser.add_argument("--out", required=True)
+  args = parser.parse_args()
+  header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{reporting.device_description()}; {platform.machine()}, "
+                       f"jax {jax.__version__}, Python {platform.python_version()}"}
+  rows = []
+  out = Path(args.out)
+
+  def record(row):
+    rows.append(row)
+    print(json.dumps({k: v for k, v in row.items() if k != "errors"}), flush=True)
+    reporting.write_json_atomic(out, {**header, "rows": rows})
+
+  if args.section == "elliptic":
+    for n in args.sizes:
+      nb = 4 * int(round(np.sqrt(n)))
+      for spec in args.kernels or ["gauss:0.2", "erf:2:ntk"]:
+        record(run_one("nonlinear_elliptic2d", spec, {"interior": n, "boundary": nb}, 1e-10))
+  elif args.section == "kernels":
+    nb = 4 * int(round(np.sqrt(args.n)))
+    for spec in args.kernels or ["gauss:0.2", "gauss:0.1", "gauss:0.3", "erf:1:ntk", "erf:1:nngp",
+                                 "erf:2:ntk", "erf:2:nngp", "erf:3:ntk", "erf:3:nngp",
+                                 "sin:2:ntk", "sin:2:nngp"]:
+      record(run_one("nonlinear_elliptic2d", spec, {"interior": args.n, "boundary": nb}, 1e-10))
+  else:
+    burgers = {"interior": 2048, "boundary": 64, "initial": 64}
+    for name, spec, sizes in [
+        ("burgers1d_mild", "gauss:0.1,0.2", burgers),
+        ("burgers1d_mild", "erf:2:ntk", burgers),
+        ("burgers1d", "gauss:0.05,0.1", burgers),
+        ("allen_cahn1d", "gauss:0.1", {"interior": 64}),
+        ("allen_cahn1d", "erf:2:ntk", {"interior": 64}),
+        ("eikonal2d", "gauss:0.2", {"interior": 900, "boundary": 120}),
+        ("eikonal2d", "erf:2:ntk", {"interior": 900, "boundary": 120})]:
+      record(run_one(name, spec, sizes, 1e-10))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,297 @@
+"""Nonlinear PDEs by Gauss-Newton kernel collocation (Chen, Hosseini, Owhadi & Stuart 2021).
+
+Problem: ``N_c[u](x) = f_c(x)`` at the points ``X_c`` of every channel ``c``, with
+``N_c[u] = F_c(x, (D^alpha u(x))_{alpha in A_c})`` (:func:`ntkpde.operators.parse_nonlinear`).
+The kernel solution is the minimum-norm ``u`` in the RKHS of ``K`` that satisfies the
+equations. Its values are fixed by the *measurements*
+``z = [D^alpha u(X_c)]_{c, alpha}``: ``u`` is the kernel interpolant of ``z``, with
+Gram matrix ``Theta = [D^alpha_x D^beta_x' K(X_c, X_c')]`` (computed once, by
+:func:`ntkpde.gram` with unit-coefficient operators ``D^alpha``). Gauss-Newton linearises
+``F`` at the current measurements ``z_k`` (``M_k = dF/dz (z_k)``, one row per equation with
+``|A_c|`` entries) and takes the minimum-norm solution of the linearised equations,
+
+    z_{k+1} = Theta M_k^T gamma,   (M_k Theta M_k^T + R) gamma = f - F(z_k) + M_k z_k,     (1)
+
+Chen et al. (2021), eq. (3.8) with their nugget ``R``; here ``R`` is ``nugget`` times the
+mean diagonal of each channel's block of ``M_k Theta M_k^T``. The step is damped
+(``z_k + s (z_{k+1} - z_k)``, ``s = 1, 1/2, ...``, at most ``MAX_HALVINGS`` halvings) only
+when the full step would increase the root-mean-square residual ``|F(z) - f|``, so close
+to a solution it is the plain Gauss-Newton step; far from one (steady Allen-Cahn from
+``u_0 = 0``) the plain iteration can cycle. ``M_k Theta M_k^T`` is the
+block Gram of the Frechet-linearised operators ``N_c'[u_k]``
+(:meth:`ntkpde.operators.NonlinearOperator.linearize`), so each step is a linear kernel
+collocation solve; assembling it from ``Theta`` avoids recompiling kernels per step.
+The iterate is ``u_k(x) = sum_j [D^beta_j K(x, x_j)] w_j`` with weights
+``w = M_k^T gamma`` on the measurement functionals.
+
+``kernel_fn(x1, x2, get)`` is any kernel: the NTK/NNGP of an ntkpde network, or the
+Gaussian kernel :func:`gaussian_kernel` of the GP-PDE literature.
+"""
+import dataclasses
+import time
+from typing import Callable, Optional, Sequence, Tuple
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+import sympy
+
+from ntkpde import operator_kernels
+from ntkpde.operators import LinearOperator, NonlinearOperator, Term
+
+STALL = 1e-6
+MAX_HALVINGS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianKernel:
+  """``K(x, x') = exp(-sum_i (x_i - x'_i)^2 / (2 l_i^2))`` with the ``kernel_fn(x1, x2, get)``
+  signature (``get`` is ignored: the same kernel serves as "ntk" and "nngp"). Hashable by
+  value, so compiled operator kernels are shared between equal length scales."""
+  lengthscale: Tuple[float, ...]
+  max_operator_order = None
+
+  @property
+  def description(self) -> str:
+    return f"Gaussian kernel, length scale {', '.join(f'{v:g}' for v in self.lengthscale)}"
+
+  def __call__(self, x1, x2=None, get=None):
+    x2 = x1 if x2 is None else x2
+    scale = jnp.asarray(self.lengthscale, dtype=jnp.float64)
+    diff = (x1[:, None, :] - x2[None, :, :]) / scale
+    return jnp.exp(-0.5 * jnp.sum(diff ** 2, axis=-1))
+
+
+def gaussian_kernel(lengthscale) -> GaussianKernel:
+  """The Gaussian (RBF) kernel with one length scale or one per coordinate."""
+  scales = tuple(float(v) for v in np.atleast_1d(lengthscale))
+  if not scales or not all(np.isfinite(v) and v > 0 for v in scales):
+    raise ValueError(f"lengthscale must be positive and finite, got {lengthscale!r}.")
+  return GaussianKernel(scales)
+
+
+class GaussNewtonDivergence(ArithmeticError):
+  """The Gauss-Newton iteration diverged or did not converge; ``history`` holds its steps."""
+
+  def __init__(self, message: str, history):
+    super().__init__(message)
+    self.history = history
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """One Gauss-Newton iteration: ``residual`` is the root mean square of ``F(z) - f`` over
+  all equations after the step, ``update`` is ``|z_{k+1} - z_k| / |z_{k+1}|``,
+  ``step_size`` the damping factor taken, ``error`` the relative L2 error at the test
+  points (if given)."""
+  iteration: int
+  residual: float
+  update: float
+  step_size: float
+  error: Optional[float]
+  seconds: float
+
+
+def _derivative_operator(coords, alpha) -> LinearOperator:
+  return LinearOperator(tuple(coords), (Term(sympy.Integer(1), tuple(alpha)),))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Solution:
+  """The Gauss-Newton kernel solution: ``u(x) = sum_j [D^beta_j K(x, x_j)] weights_j``.
+
+  ``history`` lists the :class:`Step` s, ``channels`` the measurement functionals
+  ``D^alpha`` at the points ``X_c``, ``measurements`` the final ``z``."""
+  kernel_fn: Callable
+  get: str
+  channels: Tuple[operator_kernels.Channel, ...]   # measurement functionals D^alpha at X_c
+  weights: np.ndarray
+  measurements: np.ndarray
+  history: Tuple[Step, ...]
+  condition_number: float                           # of the last linear system, nugget included
+  seconds: float
+
+  def __call__(self, x) -> np.ndarray:
+    """``u(x)`` at points ``x`` of shape ``(n, d)``."""
+    return _cross_matrix(self.kernel_fn, self.channels, x, self.get) @ self.weights
+
+
+def _cross_matrix(kernel_fn, channels, x, get) -> np.ndarray:
+  """``[D^beta_j K(x, x_j)]``: value kernels against every measurement functional."""
+  coords = channels[0].operator.coords
+  ident = _derivative_operator(coords, (0,) * len(coords))
+  return np.concatenate([np.asarray(operator_kernels.operator_kernel(
+      kernel_fn, ident, c.operator, get)(x, c.points)) for c in channels], axis=1)
+
+
+def _check_equations(channels, targets):
+  out = []
+  if len(channels) != len(targets):
+    raise ValueError(f"got {len(channels)} channels and {len(targets)} target arrays.")
+  for ch, f in zip(channels, targets):
+    name, op, points = ch
+    if not isinstance(op, NonlinearOperator):
+      raise TypeError(f"channel {name!r}: operator must be an ntkpde.operators."
+                      f"NonlinearOperator (parse_nonlinear), got {type(op).__name__}.")
+    points = operator_kernels._check_points(points, op, f"points of channel {name!r}")
+    f = np.asarray(f, dtype=np.float64).reshape(-1)
+    if f.shape != (len(points),) or not np.all(np.isfinite(f)):
+      raise ValueError(f"targets of channel {name!r} must be {len(points)} finite numbers.")
+    out.append((str(name), op, points, f))
+  if len({op.coords for _, op, _, _ in out}) != 1:
+    raise ValueError("all channels must use the same coordinates.")
+  return out
+
+
+def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str = "ntk",
+          nugget: float = 1e-10, tol: float = 1e-6, max_iterations: int = 20,
+          x_test=None, exact=None, progress: Optional[Callable[[Step], None]] = None
+          ) -> Solution:
+  """Gauss-Newton kernel collocation for ``N_c[u] = f_c`` on every channel (module docstring).
+
+  ``channels``: ``[(name, NonlinearOperator, points (n_c, d))]`` (e.g.
+  ``problem.sample().channels`` of a :class:`ntkpde.problems.NonlinearProblem`),
+  ``targets``: one ``(n_c,)`` array per channel. Starts at ``u_0 = 0``; converged when the
+  relative update of the measurements is below ``tol`` or the residual is stationary
+  (relative change below ``STALL``: the update has reached the rounding floor of the
+  ill-conditioned system, about ``cond * eps``); else raises ``GaussNewtonDivergence``
+  after ``max_iterations``. ``x_test`` with ``exact`` (values there) records the relative L2
+  error per step; ``progress(step)`` is called after each step. Raises
+  ``GaussNewtonDivergence`` if the residual becomes non-finite or grows above
+  ``1e6`` times its largest earlier value, or if it has not converged after
+  ``max_iterations`` (Gauss-Newton from ``u_0 = 0`` can leave the basin of a strongly
+  nonlinear problem, or cycle when the problem has no solution).
+  """
+  start = time.perf_counter()
+  if get not in operator_kernels.GETS:
+    raise ValueError(f"get must be one of {operator_kernels.GETS}, got {get!r}.")
+  if not (np.isfinite(nugget) and nugget >= 0):
+    raise ValueError(f"nugget must be a finite number >= 0, got {nugget!r}.")
+  if not (np.isfinite(tol) and tol > 0) or int(max_iterations) < 1:
+    raise ValueError(f"need tol > 0 and max_iterations >= 1, got {tol!r}, {max_iterations!r}.")
+  equations = _check_equations(channels, targets)
+  if (x_test is None) != (exact is None):
+    raise ValueError("pass x_test and exact together (or neither).")
+  # Measurement functionals D^alpha at X_c, and where each lies in z.
+  measures, index, offset = [], [], 0
+  for name, op, points, _ in equations:
+    rows = []
+    for alpha in op.multi_indices:
+      measures.append(operator_kernels.Channel(f"{name}:{alpha}",
+                                               _derivative_operator(op.coords, alpha), points))
+      rows.append(np.arange(offset, offset + len(points)))
+      offset += len(points)
+    index.append(np.stack(rows))                  # (|A_c|, n_c)
+  theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
+  cross = None
+  if x_test is not None:
+    cross = _cross_matrix(kernel_fn, tuple(measures), x_test, get)
+    exact = np.asarray(exact, dtype=np.float64).reshape(-1)
+  f = np.concatenate([eq[3] for eq in equations])
+  z, weights = np.zeros(len(theta)), np.zeros(len(theta))
+  values, grads = _linearise(equations, index, z)
+  residual = _rms(values - f)
+  history, worst = [], residual
+  converged, cond = False, np.inf
+  for iteration in range(1, int(max_iterations) + 1):
+    tic = time.perf_counter()
+    M = _sparse_rows(grads, index, len(z))
+    system = np.asarray((M @ theta) @ M.T)
+    system = _add_nugget(system, [len(eq[2]) for eq in equations], nugget)
+    gamma, cond = _solve_psd(system, f - values + M @ z)
+    direction = M.T @ gamma - weights
+    # Backtracking: the full Gauss-Newton step unless it increases the residual.
+    size, best = 1.0, None
+    for _ in range(MAX_HALVINGS + 1):
+      trial_z = theta @ (weights + size * direction)
+      trial_values, trial_grads = _linearise(equations, index, trial_z)
+      trial = (_rms(trial_values - f), size, trial_z, trial_values, trial_grads)
+      if best is None or trial[0] < best[0]:
+        best = trial
+      if trial[0] < residual:
+        break
+      size /= 2
+    residual, size, z_new, values, grads = best
+    weights = weights + size * direction
+    update = float(np.linalg.norm(z_new - z) / max(np.linalg.norm(z_new), 1e-300))
+    previous, z = history[-1].residual if history else None, z_new
+    error = None
+    if cross is not None:
+      error = float(np.linalg.norm(cross @ weights - exact) / np.linalg.norm(exact))
+    step = Step(iteration, residual, update, size, error, time.perf_counter() - tic)
+    history.append(step)
+    if progress is not None:
+      progress(step)
+    if not np.isfinite(residual) or (worst is not None and residual > 1e6 * worst):
+      raise GaussNewtonDivergence(
+          f"Gauss-Newton diverged at iteration {iteration}: residual {residual:.3e} (largest "
+          f"earlier {worst:.3e}). Try a larger nugget, more collocation points or a "
+          f"different kernel scale.", tuple(history))
+    stalled = previous is not None and abs(residual - previous) <= STALL * residual
+    worst = max(worst, residual)
+    if update <= tol or stalled:
+      converged = True
+      break
+  if not converged:
+    last = history[-1]
+    raise GaussNewtonDivergence(
+        f"Gauss-Newton did not converge in {max_iterations} iterations: last update "
+        f"{last.update:.3e} (tol {tol:g}), residual {last.residual:.3e}. The problem may have "
+        f"no solution near u = 0, or the system is too ill-conditioned (condition estimate "
+        f"{cond:.1e}): raise the nugget or max_iterations.", tuple(history))
+  return Solution(kernel_fn, get, tuple(measures), weights, z, tuple(history), cond,
+                  time.perf_counter() - start)
+
+
+def _rms(r) -> float:
+  return float(np.sqrt(np.mean(r ** 2)))
+
+
+def _linearise(equations, index, z):
+  """``F_c(x, z_c)`` for every equation and its gradients ``dF_c/dz`` per channel."""
+  values, grads = [], []
+  for (_, op, points, _), idx in zip(equations, index):
+    derivs = jnp.asarray(z[idx].T)               # (n_c, |A_c|)
+    values.append(np.asarray(op.evaluate(points, derivs)))
+    grads.append(np.asarray(op.gradient(points, derivs)))
+  return np.concatenate(values), grads
+
+
+def _sparse_rows(grads, index, n):
+  """Sparse ``M``: row ``i`` of channel ``c`` holds ``dF_c/dp_alpha`` at column
+  ``index[c][alpha, i]`` (``|A_c|`` entries per row)."""
+  rows, cols, vals, start = [], [], [], 0
+  for g, idx in zip(grads, index):
+    r = np.arange(start, start + g.shape[0])
+    for a in range(idx.shape[0]):
+      rows.append(r)
+      cols.append(idx[a])
+      vals.append(g[:, a])
+    start += g.shape[0]
+  return scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                         np.concatenate(cols))), shape=(start, n))
+
+
+def _add_nugget(system, sizes, nugget):
+  """``nugget`` times the mean diagonal of each channel's block, on that block's diagonal."""
+  out = (system + system.T) / 2
+  start = 0
+  for n in sizes:
+    block = slice(start, start + n)
+    scale = float(np.mean(np.diag(out)[block]))
+    out[block, block] += nugget * max(scale, 0.0) * np.eye(n)
+    start += n
+  return out
+
+
+def _solve_psd(system, rhs):
+  """Cholesky solve; ``ValueError`` suggesting a nugget when ``system`` is not positive
+  definite to working precision. Returns the solution and the 2-norm condition estimate."""
+  try:
+    factor = scipy.linalg.cho_factor(system, lower=True)
+  except np.linalg.LinAlgError:
+    raise ValueError("the linearised collocation system is not positive definite to working "
+                     "precision; pass a larger nugget (e.g. 1e-8).") from None
+  rcond, _ = scipy.linalg.lapack.dpocon(factor[0], np.abs(system).sum(axis=0).max(), uplo="L")
+  return scipy.linalg.cho_solve(factor, rhs), (1.0 / rcond if rcond > 0 else np.inf)

@@ -1,0 +1,110 @@
+"""ntkpde.nonlinear: the Gaussian kernel against SymPy, Gauss-Newton against kernel
+regression on a linear problem (one step, same numbers), converged solutions against
+finite-difference residuals of the PDE, errors for divergence and bad input."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy
+
+import ntkpde
+from ntkpde import nonlinear, operators, problems
+from ntkpde.operators import parse, parse_nonlinear
+from ntkpde.predict import gradient_descent_mse_ensemble
+
+IDENT = parse_nonlinear("u", "x")
+
+
+def test_gaussian_kernel_operator_kernel_matches_sympy():
+  k = nonlinear.gaussian_kernel(0.3)
+  assert k == nonlinear.gaussian_kernel([0.3]) and hash(k) == hash(nonlinear.gaussian_kernel(0.3))
+  x, y = sympy.symbols("x y", real=True)
+  closed = sympy.diff(sympy.exp(-(x - y) ** 2 / (2 * sympy.Rational(3, 10) ** 2)), x, 2, y, 2)
+  fn = sympy.lambdify((x, y), closed, "numpy")
+  pts = np.linspace(-0.5, 0.6, 6)[:, None]
+  got = np.asarray(ntkpde.operator_kernel(k, parse("u_xx", "x"))(pts, pts))
+  expected = fn(pts, pts.T)
+  np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+  with pytest.raises(ValueError, match="positive"):
+    nonlinear.gaussian_kernel(0.0)
+
+
+def test_linear_problem_is_one_step_of_kernel_regression():
+  """For a linear operator Gauss-Newton is exact in one step and gives the minimum-norm
+  collocation solution, i.e. the t = inf mean of kernel regression on the same channels
+  (ntkpde.predict, a different assembly and solve)."""
+  k = nonlinear.gaussian_kernel(0.25)
+  x_in = np.linspace(0.05, 0.95, 9)[:, None]
+  x_bd = np.array([[0.0], [1.0]])
+  f = (4 * np.pi ** 2 + 1) * np.sin(2 * np.pi * x_in[:, 0])
+  N = parse_nonlinear("-u_xx + u", "x")
+  sol = nonlinear.solve(k, [("interior", N, x_in), ("boundary", IDENT, x_bd)], [f, np.zeros(2)],
+                        nugget=0.0)
+  assert len(sol.history) == 2 and sol.history[1].update < 1e-9
+  x_test = np.linspace(0, 1, 13)[:, None]
+  mean = gradient_descent_mse_ensemble(
+      k, [("interior", parse("-u_xx + u", "x"), x_in), ("boundary", parse("u", "x"), x_bd)],
+      [f, np.zeros(2)])(None, x_test)
+  np.testing.assert_allclose(sol(x_test), np.asarray(mean), rtol=1e-7, atol=1e-7)
+
+
+def test_allen_cahn_solution_satisfies_the_pde_by_finite_differences():
+  problem = problems.get("allen_cahn1d")
+  sample = problem.sample({"interior": 48}, sampler="grid")
+  sol = nonlinear.solve(nonlinear.gaussian_kernel(0.1), sample.channels, sample.targets)
+  assert len(sol.history) <= 10
+  x = sample.channels[0].points
+  eps = problem.params["eps"]
+
+  def residual(h):
+    u, up, um = sol(x), sol(x + h), sol(x - h)
+    return eps ** 2 * (up - 2 * u + um) / h ** 2 + u - u ** 3
+  fine, coarse = residual(2e-3), residual(4e-3)
+  # FD error ~ h^2: |fine - coarse| estimates 3x the error of `fine`; the solve itself leaves
+  # the reported residual (nugget), and rounding in u costs ~1e-16 eps^2 / h^2 * |u|.
+  bound = np.abs(fine - coarse) + 10 * sol.history[-1].residual + 1e-9
+  assert np.all(np.abs(fine) <= bound)
+  x_test = np.linspace(-1, 1, 201)[:, None]
+  exact = problem.exact_fn()(x_test)
+  error = np.linalg.norm(sol(x_test) - exact) / np.linalg.norm(exact)
+  assert error < 1e-3, error
+
+
+def test_elliptic_error_falls_with_points():
+  problem = problems.get("nonlinear_elliptic2d")
+  k = nonlinear.gaussian_kernel(0.2)
+  x_test = np.random.default_rng(3).uniform(0, 1, (400, 2))
+  errors = []
+  for n in (64, 256):
+    sample = problem.sample({"interior": n, "boundary": 4 * int(np.sqrt(n))}, sampler="sobol")
+    sol = nonlinear.solve(k, sample.channels, sample.targets, x_test=x_test,
+                          exact=problem.exact_fn()(x_test))
+    assert len(sol.history) <= 10
+    errors.append(sol.history[-1].error)
+  assert errors[1] < errors[0] / 10, errors
+
+
+def test_no_solution_raises_with_history():
+  """Bratu u'' + 10 e^u = 0, u(0) = u(1) = 0 has no solution (fold at about 3.51)."""
+  N = parse_nonlinear("u_xx + lam*exp(u)", "x", {"lam": 10.0})
+  x_in = np.linspace(0, 1, 12)[1:-1, None]
+  with pytest.raises(nonlinear.GaussNewtonDivergence, match="did not converge") as err:
+    nonlinear.solve(nonlinear.gaussian_kernel(0.2), [("interior", N, x_in),
+                    ("boundary", IDENT, np.array([[0.0], [1.0]]))], [np.zeros(10), np.zeros(2)],
+                    max_iterations=6)
+  assert len(err.value.history) == 6
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(channels=[("c", parse("u", "x"), np.zeros((2, 1)))]), TypeError, "parse_nonlinear"),
+    (dict(targets=[np.zeros(3)]), ValueError, "2 finite numbers"),
+    (dict(targets=[np.array([0.0, np.nan])]), ValueError, "finite"),
+    (dict(nugget=-1.0), ValueError, "nugget"),
+    (dict(get="x"), ValueError, "get must be"),
+    (dict(tol=0.0), ValueError, "tol"),
+    (dict(x_test=np.zeros((2, 1))), ValueError, "together"),
+])
+def test_bad_input(change, error, message):
+  kwargs = dict(channels=[("c", IDENT, np.zeros((2, 1)))], targets=[np.zeros(2)])
+  kwargs.update(change)
+  with pytest.raises(error, match=message):
+    nonlinear.solve(nonlinear.gaussian_kernel(1.0), **kwargs)
