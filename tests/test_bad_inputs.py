@@ -108,7 +108,7 @@ CASES = {
     "kernel-points-nan": (lambda F: ntkpde.operator_kernel(toy_kernel, F.ident)(
         np.array([[np.nan]])), VE, "finite"),
     "kernel-points-strings": (lambda F: ntkpde.operator_kernel(toy_kernel, F.ident)(
-        np.array([["a"]])), VE, "finite numbers"),
+        np.array([["a"]])), VE, "real numbers"),
     # --- Grams ---
     "gram-no-channels": (lambda F: ntkpde.gram(toy_kernel, []), VE, "at least one channel"),
     "gram-duplicate-names": (lambda F: ntkpde.gram(toy_kernel, [("a", F.ident, F.x),
