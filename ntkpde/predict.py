@@ -240,6 +240,17 @@ def _decompose(K: np.ndarray, A: np.ndarray, c: float) -> _Decomposition:
   return dataclasses.replace(d, lam=lam)
 
 
+def _check_limit(d: "_Decomposition", what: str) -> None:
+  """``ValueError`` unless the flow of ``d`` has a ``t = inf`` limit (diagonalisable, no
+  eigenvalue with negative real part beyond rounding)."""
+  if d.method == "expm":
+    raise ValueError(f"t = inf is not available when {what} is not diagonalisable (expm route); "
+                     f"pass a large finite t.")
+  if np.any(np.real(d.lam) < -_tolerance(d.lam)):
+    raise ValueError(f"t = inf does not exist: {what} has eigenvalues with negative real part "
+                     f"(min {np.real(d.lam).min():.3e}); the flow diverges.")
+
+
 class ResidualFlow:
   """Solution of ``dr/dt = -c K A r``, ``r(0) = r0``, from one factorisation.
 
@@ -276,12 +287,7 @@ class ResidualFlow:
     flat = np.atleast_1d(times)
     d = self._d
     if np.any(np.isinf(flat)):
-      if d.method == "expm":
-        raise ValueError("t = inf is not available when K A is not diagonalisable (expm route); "
-                         "use a large finite t.")
-      if np.any(np.real(d.lam) < -_tolerance(d.lam)):
-        raise ValueError(f"r(inf) does not exist: K A has eigenvalues with negative real part "
-                         f"(min {np.real(d.lam).min():.3e}); the flow diverges.")
+      _check_limit(d, "K A")
     if d.method == "expm":
       out = np.stack([scipy.linalg.expm(-d.M * s) @ self.r0 for s in flat])
     else:
@@ -453,13 +459,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
     return k_td, nngp_td, k_tt
 
   def check_limit(get):
-    d = decomposition(get)
-    if d.method == "expm":
-      raise ValueError("t = inf is not available when Theta A is not diagonalisable (expm route); "
-                       "pass a large finite t.")
-    if np.any(np.real(d.lam) < -_tolerance(d.lam)):
-      raise ValueError(f"t = inf does not exist: Theta A has eigenvalues with negative real part "
-                       f"(min {np.real(d.lam).min():.3e}); the flow diverges.")
+    _check_limit(decomposition(get), "Theta A")
 
   def finite_times(t, get, k_td, nngp_td, k_tt):
     d = decomposition(get)
