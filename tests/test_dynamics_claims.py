@@ -80,6 +80,6 @@ def test_solve_cli_writes_table_and_plots(tmp_path, capsys):
 
 def test_solve_cli_rejects_bad_arguments(tmp_path, capsys):
   assert cli.main(["solve", "poisson1d", "--arch", "nope:2", "--out", str(tmp_path)]) == 2
-  assert "unknown activation" in capsys.readouterr().out
+  assert "unknown activation" in capsys.readouterr().err
   assert cli.main(["solve", "poisson1d", "--t", "-1", "--out", str(tmp_path)]) == 2
   assert cli.main(["solve", "poisson1d", "--weights", "bogus=1", "--out", str(tmp_path)]) == 2
