@@ -176,7 +176,7 @@ CASES = {
                                  "singular"),
     "weights-inverse-shape": (lambda F: weights.inverse_kernel_weights(np.ones(3)), VE, "square"),
     # --- the ensemble (predict) ---
-    "ens-targets-count": (lambda F: F.ensemble() if False else predict.gradient_descent_mse_ensemble(
+    "ens-targets-count": (lambda F: predict.gradient_descent_mse_ensemble(
         toy_kernel, F.channels, F.targets[:1]), VE, "one array per channel"),
     "ens-targets-nan": (lambda F: predict.gradient_descent_mse_ensemble(
         toy_kernel, F.channels, [np.full(5, np.nan), np.zeros(2)]), VE, "NaN"),
