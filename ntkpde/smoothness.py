@@ -12,7 +12,7 @@ their order (:func:`ntkpde.network`'s ``max_operator_order``); for anything else
   smooth kernel and ``c |h|^q + a h^2 + ...`` with a non-smooth term, so
   ``R(h) = E(h) - 4 E(h/2)`` (the ``h^2`` term removed) scales as ``h^4`` (smooth) or
   ``h^q``; ``q = log2(R(h) / R(h/2))``, read at the smallest ``h = 0.1 / 2^j`` where ``R``
-  is still far above rounding (``1e-10 K(x, x)``), so that the kernel's own length scale
+  is still far above rounding (``1e6 eps K(x, x)``), so that the kernel's own length scale
   (input maps, Fourier features) does not matter: at larger ``h`` the ``h^4`` and ``h^6``
   terms of a smooth kernel can cancel (erf depth 2 with a box map: ratio 5 at ``h = 0.05``,
   15.6 at ``h = 0.01``). Measured on every activation of :data:`ntkpde.ACTIVATIONS` at
@@ -43,7 +43,9 @@ SMOOTH_CALLS = frozenset({"logaddexp", "logsumexp", "softplus", "log_softmax", "
 # the kernel is not smooth enough for any derivative on both sides.
 SMOOTH_RATIO = 12.0
 PROBE_STEPS = 0.1 * 2.0 ** -np.arange(16)
-RESOLVED = 1e-10  # |R| above this times K(x, x) is far above rounding (~1e-15 K(x, x))
+# |R| above RESOLVED * eps * K(x, x) is far above rounding (float64: 2e-10 K(x, x); in float32
+# almost nothing is resolved and the probe passes the kernel).
+RESOLVED = 1e6
 DECLARE = ("declare its smoothness with ntkpde.network(init_fn, apply_fn, kernel_fn, "
            "max_operator_order=...) (0 for ReLU-family networks), or use a smooth activation "
            "(erf, sin, cos, gelu, gaussian, sigmoid_like)")
@@ -100,12 +102,14 @@ def diagonal_exponent(kernel_fn: Callable, get: str, dim: int) -> float:
     shifts = np.zeros((m, dim))
     shifts[:, i] = PROBE_STEPS
     probes = np.concatenate([x, x + shifts, x - shifts])
-    k = np.asarray(kernel_fn(jnp.asarray(x), jnp.asarray(probes), get), dtype=np.float64)[0]
+    k = np.asarray(kernel_fn(jnp.asarray(x), jnp.asarray(probes), get))[0]
+    eps = float(np.finfo(k.dtype).eps) if np.issubdtype(k.dtype, np.floating) else 1e-16
+    k = k.astype(np.float64)
     if not np.all(np.isfinite(k)):
       continue  # NaN/inf kernels are reported by the evaluation itself
     even = (k[1:m + 1] + k[m + 1:]) / 2 - k[0]
     R = even[:-1] - 4 * even[1:]                      # R at PROBE_STEPS[:-1]
-    resolved = np.abs(R) > RESOLVED * max(abs(k[0]), 1e-300)
+    resolved = np.abs(R) > RESOLVED * eps * max(abs(k[0]), 1e-300)
     # the smallest step j with R resolved at j and j - 1: ratio R[j-1] / R[j]
     pairs = np.flatnonzero(resolved[:-1] & resolved[1:])
     if pairs.size == 0:

@@ -192,3 +192,26 @@ def test_registry_ids_are_those_of_claims_md():
   assert set(claims) <= known
   for c in claims.values():
     assert c.statement and c.paper
+
+
+def test_solve_prints_no_width_and_the_real_residual_energies(tmp_path, capsys):
+  """An infinite-width run names no width; the energies are those of the ensemble mean at
+  the training points (at t = inf: rounding, printed as such, not a flow-rounded 0)."""
+  argv = ["solve", "poisson1d", "--arch", "erf:1", "--n-interior", "6", "--n-test", "5",
+          "--t", "10,inf", "--out", str(tmp_path)]
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "infinite-width mlp(depth=1" in out and "width=" not in out
+  rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+  early, limit = rows[0]["residual_energy"], rows[1]["residual_energy"]
+  for channel in early:
+    assert 0 <= limit[channel] < 1e-12 * max(early.values())
+    assert f"{early[channel]:14.3e}" in out and f"{limit[channel]:14.3e}" in out
+  assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+  import os
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask

@@ -122,8 +122,7 @@ def _verify(args, claims, order, out: Path, stop) -> int:
     # run, or one with --only, keeps everything finished before.
     merged = _merge(previous, records, order)
     reporting.write_json_atomic(out / "results.json", merged)
-    reporting.write_atomic(out / "report.md", report.markdown(reporting.standard_json(merged),
-                                                              quick, device))
+    reporting.write_atomic(out / "report.md", report.markdown(merged, quick, device))
   held = sum(r["passed"] is True for r in records)
   print(f"{held} of {len(records)} claims hold, {errors} errors; report: {out / 'report.md'}")
   return 1 if errors else 0
