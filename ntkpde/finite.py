@@ -59,13 +59,11 @@ def tile_bytes_per_point(params, op: LinearOperator) -> int:
   return 8 * max(dims, 1) * sum(2 ** term.order for term in op.terms)
 
 
-def default_batch_size(params, T: LinearOperator, S: Optional[LinearOperator] = None) -> int:
+def default_batch_size(params, *ops: LinearOperator) -> int:
   """The largest batch (at most :data:`MAX_BATCH`, at least 1) whose tile stays within
-  :data:`MEMORY_BUDGET`: ``budget / (2 bytes per point)``, a point costing
-  :func:`tile_bytes_per_point` of ``T`` (and of ``S`` as well in a mixed block, whose
-  network has both outputs)."""
-  S = T if S is None else S
-  per_point = tile_bytes_per_point(params, T) + (tile_bytes_per_point(params, S) if S != T else 0)
+  :data:`MEMORY_BUDGET` for the network with one output per distinct operator in ``ops``:
+  ``budget / (2 bytes per point)``, a point costing the sum of :func:`tile_bytes_per_point`."""
+  per_point = sum(tile_bytes_per_point(params, op) for op in dict.fromkeys(ops))
   return int(max(1, min(MAX_BATCH, MEMORY_BUDGET // (2 * per_point))))
 
 
@@ -77,22 +75,20 @@ def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled_block(apply_fn: Callable, T: LinearOperator, S: LinearOperator) -> Callable:
-  """Jitted ``(params, x1, x2) -> Theta_hat_{T,S}(x1, x2)``, eq. (1), by structured
-  derivatives; cached per network and operators (``jit`` then caches per tile shape)."""
+def _compiled_block(apply_fn: Callable, ops: Tuple[LinearOperator, ...]) -> Callable:
+  """Jitted ``(params, x1, x2, a, b) -> Theta_hat_{ops[a], ops[b]}(x1, x2)``, eq. (1), by
+  structured derivatives of the network ``(T u)_{T in ops}``: one compilation per network,
+  operators and tile shape serves every block of a Gram (``a``, ``b`` are traced)."""
   nt = import_neural_tangents()
-  tu, su = operator_applied(apply_fn, T), operator_applied(apply_fn, S)
-  if S == T:
-    def outputs(params, x):
-      return tu(params, x)[:, None]
-  else:
-    def outputs(params, x):
-      return jnp.stack([tu(params, x), su(params, x)], axis=1)
+  applied = [operator_applied(apply_fn, op) for op in ops]
+
+  def outputs(params, x):
+    return jnp.stack([tu(params, x) for tu in applied], axis=1)
   ntk = nt.empirical_ntk_fn(outputs, trace_axes=(), vmap_axes=0,
                             implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)
 
-  def block(params, x1, x2):
-    return ntk(x1, x2, params)[:, :, 0, -1]    # (n1, n2, out, out): the (T, S) entry
+  def block(params, x1, x2, a, b):
+    return ntk(x1, x2, params)[:, :, a, b]     # (n1, n2, out, out): the (ops[a], ops[b]) block
   return jax.jit(block)
 
 
@@ -120,22 +116,33 @@ def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
   any work) and ``NonFiniteKernelError`` for NaN/inf.
   """
   S = check_operator_pair(T, S, 1 if batch_size is None else batch_size, "batch_size")
-  batch_size = default_batch_size(params, T, S) if batch_size is None else batch_size
   _check_scalar_network(apply_fn, params, T.dim)
-  block = _compiled_block(apply_fn, T, S)
-  return tiled_evaluator(lambda u, v: block(params, u, v), T, S, batch_size,
-                         f"empirical T_x S_x' Theta with T = {T}, S = {S}")
+  return _tiled_ntk(apply_fn, params, T, S, tuple(dict.fromkeys((T, S))), batch_size)
 
 
 def empirical_gram(apply_fn: Callable, params, channels: Sequence,
                    batch_size: Optional[int] = None) -> BlockGram:
   """The empirical block Gram matrix ``[Theta_hat_{T_a,T_b}(X_a, X_b)]_{a,b}``: the finite-width
   counterpart of :func:`ntkpde.gram` over the same ``channels`` ``[(name, operator, X), ...]``.
-  Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``)."""
+  Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``). All
+  blocks share one compiled function (the network with one output per distinct operator)."""
   chans = as_channels(channels)
+  if batch_size is not None and int(batch_size) < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
   _check_scalar_network(apply_fn, params, chans[0].operator.dim)
-  return assemble_gram(chans, lambda T, S: empirical_operator_ntk(apply_fn, params, T, S,
-                                                                  batch_size))
+  ops = tuple(dict.fromkeys(c.operator for c in chans))
+  return assemble_gram(chans, lambda T, S: _tiled_ntk(apply_fn, params, T, S, ops, batch_size))
+
+
+def _tiled_ntk(apply_fn: Callable, params, T: LinearOperator, S: LinearOperator,
+               ops: Tuple[LinearOperator, ...], batch_size: Optional[int]) -> Callable:
+  """``(x1, x2=None) -> Theta_hat_{T,S}(x1, x2)`` in tiles, from the compiled block of ``ops``
+  (which holds ``T`` and ``S``); inputs are checked by :func:`tiled_evaluator`."""
+  batch_size = default_batch_size(params, *ops) if batch_size is None else int(batch_size)
+  block = _compiled_block(apply_fn, ops)
+  a, b = ops.index(T), ops.index(S)
+  return tiled_evaluator(lambda u, v: block(params, u, v, a, b), T, S, batch_size,
+                         f"empirical T_x S_x' Theta with T = {T}, S = {S}")
 
 
 @functools.lru_cache(maxsize=128)
