@@ -24,16 +24,17 @@ products (one per ``jvp`` stream: ``W h``, ``W h'``, ``W h''``, ...), so
 ``n x n_params`` Jacobians. On the 2-core CPU (depth-2 erf, width 1024, 64 ``u_xx``
 points) it takes 0.1 s against 1.9 s for the materialised ``J_T J_S^T`` (vmapped per-point
 reverse mode and one matmul) and 110 s for the previous per-tile ``jacrev``
-(docs/benchmarks.md). Mixed blocks (``T != S``) use the two-output network
-``(T u, S u)`` and keep its ``(T, S)`` block.
+(docs/benchmarks.md). Several operators (mixed blocks ``T != S``, the channels of a Gram)
+use the network with one output per operator, ``(T_1 u, ..., T_C u)``, and keep the
+``(T_a, T_b)`` block: one compilation serves every block.
 
 Matrices are assembled from ``batch_size x batch_size`` tiles of one compiled shape
-(compiled once per network, operator pair and tile shape, then reused), so memory is
+(compiled once per network, operator set and tile shape, then reused), so memory is
 bounded by the tile: the structured factors of a point cost about ``8 D sum_k 2^|alpha_k|``
-bytes per side (``D`` the sum of the parameter arrays' dimensions, ``~6 width`` for a
-depth-2 MLP; the sum over the operator's terms), measured at 0.3-0.8x that bound
-(:func:`tile_bytes_per_point`). The default batch size keeps a tile within
-:data:`MEMORY_BUDGET`.
+bytes per side and operator (``D`` the sum of the parameter arrays' dimensions, ``~6 width``
+for a depth-2 MLP; the sum over the operator's terms), XLA's working memory measured at
+0.5-0.9x that bound (:func:`tile_bytes_per_point`, docs/benchmarks.md). The default batch
+size keeps a tile within :data:`MEMORY_BUDGET`.
 """
 import functools
 from typing import Callable, Optional, Sequence, Tuple
