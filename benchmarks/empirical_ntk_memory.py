@@ -4,7 +4,7 @@ side, ``D`` the sum of the parameter arrays' dimensions; a mixed block counts bo
 
 Each configuration runs in a fresh process: a depth-2 erf MLP on 2-D inputs, one tile of
 ``batch`` points on both sides (``finite._compiled_block``, the function every
-``empirical_operator_ntk`` call runs). Reported: XLA's run-time working memory of the
+``empirical_operator_ntk`` call runs; a mixed block's network has both outputs). Reported: XLA's run-time working memory of the
 compiled tile (``memory_analysis``: temporaries plus output) and the peak RSS growth of the
 process over the call (which also holds compilation), both per point and side, and the
 bound's ratio to the working memory, which must stay >= 1.
@@ -37,15 +37,15 @@ def measure(width: int, batch: int, expr: str, other: str) -> dict:
         ntkpde.operators.parse(text, ("x", "y"))
   T = op(expr)
   S = T if other is None else op(other)
-  block = finite._compiled_block(net.apply_fn, T, S)
+  ops = tuple(dict.fromkeys((T, S)))
+  block = finite._compiled_block(net.apply_fn, ops)
   X = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, 2)))
-  analysis = block.lower(params, X, X).compile().memory_analysis()
+  analysis = block.lower(params, X, X, 0, len(ops) - 1).compile().memory_analysis()
   working = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  np.asarray(block(params, X, X))
+  np.asarray(block(params, X, X, 0, len(ops) - 1))
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  bound = finite.tile_bytes_per_point(params, T) + (finite.tile_bytes_per_point(params, S)
-                                                    if S != T else 0)
+  bound = sum(finite.tile_bytes_per_point(params, op) for op in ops)
   return {"width": width, "batch": batch, "operator": expr, "other": other,
           "working_per_point_side": working / (2 * batch), "peak_gib": peak / 2 ** 30,
           "rss_per_point_side": (peak - before) / (2 * batch), "bound": bound}

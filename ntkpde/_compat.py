@@ -26,7 +26,9 @@ neural-tangents' own module namespaces (JAX itself is left unchanged):
   view of JAX's private ``ad`` module (the public one no longer re-exports
   ``backward_pass``, ``source_info_util``, ...) with :func:`_linearize_flat`, the old
   signature on top of the new one, and ``config = jax.config``; its ``jax.core`` view
-  has an empty ``DShapedArray`` type (dynamic shapes are gone);
+  has an empty ``DShapedArray`` type (dynamic shapes are gone); its ``lu.wrap_init``
+  passes a ``DebugInfo`` and its ``jnp.dtype`` accepts arrays (both deprecated forms
+  "will be an error" in JAX);
 * ``implementation=0`` (AUTO): ``compile().cost_analysis()`` returns a dict, not a
   one-element list; :func:`_get_flops` reads both;
 * ``predict.max_learning_rate``: SciPy renamed ``eigvalsh(eigvals=)`` to
@@ -231,6 +233,11 @@ def _eval_context():
       yield
 
 
+def _dtype(x, *args, **kwargs):
+  """``jnp.dtype`` that also takes an array (its dtype), as it did before JAX 0.10."""
+  return jnp.dtype(getattr(x, "dtype", x), *args, **kwargs)
+
+
 def _patch_neural_tangents() -> None:
   from jax.interpreters import ad
   empirical = importlib.import_module("neural_tangents._src.empirical")
@@ -245,6 +252,16 @@ def _patch_neural_tangents() -> None:
     private_ad = importlib.import_module("jax._src.interpreters.ad")
     empirical.ad = _module_view(private_ad, ad.__name__, linearize=_linearize_flat,
                                 config=jax.config)
+  lu = empirical.lu
+  if hasattr(lu, "_missing_debug_info"):
+    # JAX 0.10 deprecates ``wrap_init`` without a DebugInfo ("will be an error")
+    from jax._src import api_util
+
+    def wrap_init(f, params=None):
+      return lu.wrap_init(f, params, debug_info=api_util.debug_info("neural_tangents", f, (), {}))
+    empirical.lu = _module_view(lu, lu.__name__, wrap_init=wrap_init)
+  # ``jnp.dtype(array)`` is deprecated ("will be an error"); neural-tangents maps it over params
+  empirical.jnp = _module_view(jnp, "jax.numpy", dtype=_dtype)
   if not hasattr(jax.core, "DShapedArray"):
     # dynamic shapes are gone from JAX: no abstract value is of this type any more
     empirical.core = _module_view(jax.core, "jax.core",

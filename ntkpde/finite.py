@@ -24,16 +24,17 @@ products (one per ``jvp`` stream: ``W h``, ``W h'``, ``W h''``, ...), so
 ``n x n_params`` Jacobians. On the 2-core CPU (depth-2 erf, width 1024, 64 ``u_xx``
 points) it takes 0.1 s against 1.9 s for the materialised ``J_T J_S^T`` (vmapped per-point
 reverse mode and one matmul) and 110 s for the previous per-tile ``jacrev``
-(docs/benchmarks.md). Mixed blocks (``T != S``) use the two-output network
-``(T u, S u)`` and keep its ``(T, S)`` block.
+(docs/benchmarks.md). Several operators (mixed blocks ``T != S``, the channels of a Gram)
+use the network with one output per operator, ``(T_1 u, ..., T_C u)``, and keep the
+``(T_a, T_b)`` block: one compilation serves every block.
 
 Matrices are assembled from ``batch_size x batch_size`` tiles of one compiled shape
-(compiled once per network, operator pair and tile shape, then reused), so memory is
+(compiled once per network, operator set and tile shape, then reused), so memory is
 bounded by the tile: the structured factors of a point cost about ``8 D sum_k 2^|alpha_k|``
-bytes per side (``D`` the sum of the parameter arrays' dimensions, ``~6 width`` for a
-depth-2 MLP; the sum over the operator's terms), measured at 0.3-0.8x that bound
-(:func:`tile_bytes_per_point`). The default batch size keeps a tile within
-:data:`MEMORY_BUDGET`.
+bytes per side and operator (``D`` the sum of the parameter arrays' dimensions, ``~6 width``
+for a depth-2 MLP; the sum over the operator's terms), XLA's working memory measured at
+0.5-0.9x that bound (:func:`tile_bytes_per_point`, docs/benchmarks.md). The default batch
+size keeps a tile within :data:`MEMORY_BUDGET`.
 """
 import functools
 from typing import Callable, Optional, Sequence, Tuple
@@ -61,13 +62,11 @@ def tile_bytes_per_point(params, op: LinearOperator) -> int:
   return 8 * max(dims, 1) * sum(2 ** term.order for term in op.terms)
 
 
-def default_batch_size(params, T: LinearOperator, S: Optional[LinearOperator] = None) -> int:
+def default_batch_size(params, *ops: LinearOperator) -> int:
   """The largest batch (at most :data:`MAX_BATCH`, at least 1) whose tile stays within
-  :data:`MEMORY_BUDGET`: ``budget / (2 bytes per point)``, a point costing
-  :func:`tile_bytes_per_point` of ``T`` (and of ``S`` as well in a mixed block, whose
-  network has both outputs)."""
-  S = T if S is None else S
-  per_point = tile_bytes_per_point(params, T) + (tile_bytes_per_point(params, S) if S != T else 0)
+  :data:`MEMORY_BUDGET` for the network with one output per distinct operator in ``ops``:
+  ``budget / (2 bytes per point)``, a point costing the sum of :func:`tile_bytes_per_point`."""
+  per_point = sum(tile_bytes_per_point(params, op) for op in dict.fromkeys(ops))
   return int(max(1, min(MAX_BATCH, MEMORY_BUDGET // (2 * per_point))))
 
 
@@ -86,22 +85,20 @@ def _scalar_output(u):
 
 
 @functools.lru_cache(maxsize=128)
-def _compiled_block(apply_fn: Callable, T: LinearOperator, S: LinearOperator) -> Callable:
-  """Jitted ``(params, x1, x2) -> Theta_hat_{T,S}(x1, x2)``, eq. (1), by structured
-  derivatives; cached per network and operators (``jit`` then caches per tile shape)."""
+def _compiled_block(apply_fn: Callable, ops: Tuple[LinearOperator, ...]) -> Callable:
+  """Jitted ``(params, x1, x2, a, b) -> Theta_hat_{ops[a], ops[b]}(x1, x2)``, eq. (1), by
+  structured derivatives of the network ``(T u)_{T in ops}``: one compilation per network,
+  operators and tile shape serves every block of a Gram (``a``, ``b`` are traced)."""
   nt = import_neural_tangents()
-  tu, su = operator_applied(apply_fn, T), operator_applied(apply_fn, S)
-  if S == T:
-    def outputs(params, x):
-      return tu(params, x)[:, None]
-  else:
-    def outputs(params, x):
-      return jnp.stack([tu(params, x), su(params, x)], axis=1)
+  applied = [operator_applied(apply_fn, op) for op in ops]
+
+  def outputs(params, x):
+    return jnp.stack([tu(params, x) for tu in applied], axis=1)
   ntk = nt.empirical_ntk_fn(outputs, trace_axes=(), vmap_axes=0,
                             implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)
 
-  def block(params, x1, x2):
-    return ntk(x1, x2, params)[:, :, 0, -1]    # (n1, n2, out, out): the (T, S) entry
+  def block(params, x1, x2, a, b):
+    return ntk(x1, x2, params)[:, :, a, b]     # (n1, n2, out, out): the (ops[a], ops[b]) block
   return jax.jit(block)
 
 
@@ -129,23 +126,36 @@ def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
   any work) and ``NonFiniteKernelError`` for NaN/inf.
   """
   S = check_operator_pair(T, S, 1 if batch_size is None else batch_size, "batch_size")
-  batch_size = default_batch_size(params, T, S) if batch_size is None else batch_size
   _check_scalar_network(apply_fn, params, T.dim)
   smoothness.check_apply_fn(apply_fn, params, T.dim, max(T.order, S.order), f"T = {T}, S = {S}")
-  block = _compiled_block(apply_fn, T, S)
-  return tiled_evaluator(lambda u, v: block(params, u, v), T, S, batch_size,
-                         f"empirical T_x S_x' Theta with T = {T}, S = {S}")
+  return _tiled_ntk(apply_fn, params, T, S, tuple(dict.fromkeys((T, S))), batch_size)
 
 
 def empirical_gram(apply_fn: Callable, params, channels: Sequence,
                    batch_size: Optional[int] = None) -> BlockGram:
   """The empirical block Gram matrix ``[Theta_hat_{T_a,T_b}(X_a, X_b)]_{a,b}``: the finite-width
   counterpart of :func:`ntkpde.gram` over the same ``channels`` ``[(name, operator, X), ...]``.
-  Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``)."""
+  Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``). All
+  blocks share one compiled function (the network with one output per distinct operator)."""
   chans = as_channels(channels)
+  if batch_size is not None and int(batch_size) < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
   _check_scalar_network(apply_fn, params, chans[0].operator.dim)
-  return assemble_gram(chans, lambda T, S: empirical_operator_ntk(apply_fn, params, T, S,
-                                                                  batch_size))
+  ops = tuple(dict.fromkeys(c.operator for c in chans))
+  smoothness.check_apply_fn(apply_fn, params, chans[0].operator.dim, max(op.order for op in ops),
+                            f"the channels' operators {[str(op) for op in ops]}")
+  return assemble_gram(chans, lambda T, S: _tiled_ntk(apply_fn, params, T, S, ops, batch_size))
+
+
+def _tiled_ntk(apply_fn: Callable, params, T: LinearOperator, S: LinearOperator,
+               ops: Tuple[LinearOperator, ...], batch_size: Optional[int]) -> Callable:
+  """``(x1, x2=None) -> Theta_hat_{T,S}(x1, x2)`` in tiles, from the compiled block of ``ops``
+  (which holds ``T`` and ``S``); inputs are checked by :func:`tiled_evaluator`."""
+  batch_size = default_batch_size(params, *ops) if batch_size is None else int(batch_size)
+  block = _compiled_block(apply_fn, ops)
+  a, b = ops.index(T), ops.index(S)
+  return tiled_evaluator(lambda u, v: block(params, u, v, a, b), T, S, batch_size,
+                         f"empirical T_x S_x' Theta with T = {T}, S = {S}")
 
 
 @functools.lru_cache(maxsize=128)

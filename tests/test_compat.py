@@ -11,6 +11,8 @@ independent of ``z_j``. Their errors are tested against 6 estimated standard err
 (a Student-t variable with >= 15 degrees of freedom exceeds 6 with probability
 < 3e-5 per entry; the seeds are fixed, so the test is deterministic).
 """
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,8 +141,10 @@ def test_empirical_ntk_implementations_agree_with_jacobian_reference(points, out
   _, params = net.init_fn(jax.random.PRNGKey(7), x1.shape)
   want = _jacobian_reference(net.apply_fn, params, x1, x2)
   for implementation in (1, 2, 3, 0):
-    got = jax.jit(nt.empirical_ntk_fn(net.apply_fn, implementation=implementation,
-                                      vmap_axes=0))(x1, x2, params)
+    with warnings.catch_warnings():   # no use of a JAX form deprecated as a future error
+      warnings.simplefilter("error", DeprecationWarning)
+      got = jax.jit(nt.empirical_ntk_fn(net.apply_fn, implementation=implementation,
+                                        vmap_axes=0))(x1, x2, params)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max(),
                                err_msg=f"implementation {implementation}")
 

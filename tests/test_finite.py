@@ -255,14 +255,19 @@ def test_default_batch_keeps_a_tile_within_the_memory_budget():
   assert finite.default_batch_size(params(10 ** 9), LAP) == 1
 
 
-def test_compiled_blocks_are_reused(small_net):
-  """Same network, operators and tile shape: one compiled function, traced once."""
-  net, params = small_net
+def test_compiled_blocks_are_reused():
+  """Same network, operators and tile shape: one compiled function, traced once, for other
+  parameters and points, and for every block of a Gram (diagonal and mixed). A network of
+  its own, so that no other test's tile shapes are in the caches."""
+  net = ntkpde.mlp(1, 8, "erf")
+  _, params = net.init_fn(jax.random.PRNGKey(4), (-1, 2))
   kernel = finite.empirical_operator_ntk(net.apply_fn, params, LAP, batch_size=4)
   kernel(X_IN)
-  block = finite._compiled_block(net.apply_fn, LAP, LAP)
+  block = finite._compiled_block(net.apply_fn, (LAP,))
   traced = block._cache_size()
   _, other = net.init_fn(jax.random.PRNGKey(5), (-1, 2))
   finite.empirical_operator_ntk(net.apply_fn, other, LAP, batch_size=4)(X_IN[::-1])
-  assert finite._compiled_block(net.apply_fn, LAP, LAP) is block
+  assert finite._compiled_block(net.apply_fn, (LAP,)) is block
   assert block._cache_size() == traced
+  finite.empirical_gram(net.apply_fn, other, [("r", LAP, X_IN), ("n", NEUMANN_X, X_BD)])
+  assert finite._compiled_block(net.apply_fn, (LAP, NEUMANN_X))._cache_size() == 1
