@@ -15,7 +15,6 @@ import scipy.linalg
 import ntkpde
 from ntkpde import cli
 from ntkpde.predict import residual_flow
-import verification
 from verification import (FAILS, HOLDS, INCONCLUSIVE, WEAKER, Context, Outcome, Quantity,
                           all_claims, rate_verdict, report)
 from verification import dlab2
