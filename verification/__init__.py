@@ -77,7 +77,8 @@ def rate_verdict(slope: float, spread: float, stated: float, what: str,
   ``a = slope * sign(stated)`` and ``p = |stated|``:
 
   * ``b >= p``: inconclusive (the fit cannot tell the rate from no decay);
-  * ``|a - p| <= b``: holds as stated;
+  * ``|a - p| <= b``: holds as stated if ``b < p / 2`` (the test tells the stated rate
+    from one 50 % faster or slower), else inconclusive (consistent, but without power);
   * ``a > p + b``: a faster rate -- a different form, not a pass;
   * ``b < a < p - b``: vanishes, but slower -- a weaker form;
   * otherwise (no resolved decay): does not hold.
@@ -91,6 +92,9 @@ def rate_verdict(slope: float, spread: float, stated: float, what: str,
     return INCONCLUSIVE, (f"{fit} cannot resolve the stated {stated:g} from no decay at {k:g} "
                           f"sigma; more draws or a wider range would decide.")
   if abs(a - p) <= band:
+    if band >= p / 2:
+      return INCONCLUSIVE, (f"{fit} is consistent with the stated {stated:g}, but its {k:g}-sigma "
+                            f"band also holds rates 50 % off; more draws would decide.")
     return HOLDS, f"{fit} agrees with the stated {stated:g} within {k:g} sigma."
   if a > p + band:
     return WEAKER, f"{fit} is faster than the stated {stated:g}: a different (sharper) rate."
@@ -149,19 +153,16 @@ class PartResult:
                                   worst.error / worst.tolerance, reference=1.0,
                                   source="bound")] + self.quantities
       if not self.reason:
-        self.reason = self.summary()
+        self.reason = (f"{sum(c.passed for c in self.checks)}/{len(self.checks)} blocks within "
+                       f"tolerance, worst {worst.label} error {worst.error:.1e} vs tolerance "
+                       f"{worst.tolerance:.1e}")
 
   @property
   def passed(self) -> bool:
     return self.verdict == HOLDS
 
   def summary(self) -> str:
-    if not self.checks:
-      return f"{self.name}: {self.reason}"
-    worst = max(self.checks, key=lambda c: c.error / c.tolerance)
-    return (f"{self.name}: {sum(c.passed for c in self.checks)}/{len(self.checks)} blocks within "
-            f"tolerance, worst {worst.label} error {worst.error:.1e} vs tolerance "
-            f"{worst.tolerance:.1e}")
+    return f"{self.name}: {self.reason}"
 
 
 def combine_parts(parts: List[PartResult], expected: str, tolerance: str,

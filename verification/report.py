@@ -49,11 +49,11 @@ def cell(value) -> str:
 
 
 def number(value) -> str:
-  """Three significant digits for floats, element-wise for lists; anything else as text."""
+  """Four significant digits for floats, element-wise for lists; anything else as text."""
   if isinstance(value, bool) or value is None:
     return "" if value is None else str(value)
   if isinstance(value, float):
-    return f"{value:.3g}"
+    return f"{value:.4g}"
   if isinstance(value, (list, tuple)):
     return "[" + ", ".join(number(v) for v in value) + "]"
   return str(value)
