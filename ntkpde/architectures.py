@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from ntkpde._compat import import_neural_tangents
 from ntkpde.expressions import MAX_DERIVATIVE_ORDER
 from ntkpde.input_maps import InputMap
+from ntkpde.taylor_engine import SUPPORTED, MlpStructure
 
 stax = import_neural_tangents().stax
 
@@ -42,6 +43,9 @@ class KernelFn:
   max_operator_order: Optional[int] = None
   input_map: Optional[InputMap] = None
   description: str = "user kernel"
+  # Set by `mlp` for smooth activations: the scalar structure K = F(p, q, r) that
+  # ntkpde.taylor_engine differentiates (None: generic nested-jvp route).
+  structure: Optional[MlpStructure] = None
 
   def __call__(self, x1, x2=None, get=None, **kwargs):
     if self.input_map is not None:
@@ -79,6 +83,11 @@ def network(init_fn, apply_fn, kernel_fn, max_operator_order: Optional[int] = No
   return Network(wrapped_init, wrapped_apply, kfn, description)
 
 
+def _with_structure(net: Network, structure: MlpStructure) -> Network:
+  kfn = dataclasses.replace(net.kernel_fn, structure=structure)
+  return dataclasses.replace(net, kernel_fn=kfn)
+
+
 def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.5,
         b_std: float = 0.1, out_dim: int = 1, input_map: Optional[InputMap] = None,
         parameterization: str = "ntk", **activation_kwargs) -> Network:
@@ -101,5 +110,11 @@ def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.
   layers.append(stax.Dense(out_dim, W_std, b_std, parameterization=parameterization))
   desc = (f"mlp(depth={depth}, width={width}, activation={activation}, W_std={W_std}, "
           f"b_std={b_std}{', input_map=' + input_map.name if input_map else ''})")
-  return network(*stax.serial(*layers), max_operator_order=max_order, input_map=input_map,
-                 description=desc)
+  net = network(*stax.serial(*layers), max_operator_order=max_order, input_map=input_map,
+                description=desc)
+  if activation not in SUPPORTED or out_dim < 1:
+    return net
+  structure = MlpStructure(int(depth), activation, float(W_std),
+                           None if b_std is None else float(b_std), parameterization, int(width),
+                           tuple(sorted(activation_kwargs.items())))
+  return _with_structure(net, structure)

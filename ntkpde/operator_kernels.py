@@ -6,19 +6,30 @@ Perdikaris 2022, eq. (4.6); Hirsch & Pichi eq. (3)); the same holds for the NNGP
 Mixed channels (interior operator ``T``, boundary operator ``S``) give the cross
 blocks of the block Gram matrix.
 
-Derivatives are nested forward-mode ``jvp``s of the analytic ``kernel_fn``: entry
-``(a, b)`` of ``K(X1, X2)`` depends only on row ``a`` of ``X1`` and row ``b`` of
-``X2``, so one ``jvp`` with the same tangent ``e_i`` on every row of ``X1`` gives
-``d/dx_i K`` for every pair at once (:func:`ntkpde.operators.differentiate`).
+Two routes compute the derivatives, chosen per kernel (reported as ``.method`` on
+the returned function and in a log line of the ``ntkpde`` logger):
+
+* ``"taylor"``: kernels built by :func:`ntkpde.mlp` with a smooth activation carry
+  their scalar structure ``K = F(x.x', |x|^2, |x'|^2)``; :mod:`ntkpde.taylor_engine`
+  pushes truncated Taylor series through ``F`` (compiled program polynomial in the
+  order; theory/taylor_engine.md).
+* ``"nested-jvp"``: any other ``kernel_fn`` (a user's stax triple): nested
+  forward-mode ``jvp``s of the analytic ``kernel_fn``. Entry ``(a, b)`` of
+  ``K(X1, X2)`` depends only on row ``a`` of ``X1`` and row ``b`` of ``X2``, so one
+  ``jvp`` with the same tangent ``e_i`` on every row of ``X1`` gives ``d/dx_i K``
+  for every pair at once (:func:`ntkpde.operators.differentiate`). Its program
+  grows 3-7x per derivative order: total orders above ``MAX_TOTAL_ORDER`` are
+  refused unless forced.
+
 Large matrices are computed in ``tile x tile`` tiles of one compiled shape, so
-device memory is bounded by the tile, not by ``N``: about ``tile**2 * (8 + t)``
-bytes, ``t`` the compiled temporaries per entry (88 bytes for ``Lap_x Lap_x'``
-on the depth-2 erf MLP in 2-d, so about 100 MB per 1024 x 1024 tile; see
-docs/operator_kernels_speed.md). Inputs no larger than a tile are padded to a
-few fixed sizes so that different point counts share compilations.
+device memory is bounded by the tile, not by ``N``; see docs/operator_kernels_speed.md.
+Inputs no larger than a tile are padded to a few fixed sizes so that different
+point counts share compilations.
 """
 import dataclasses
 import functools
+import logging
+import os
 import warnings
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -26,8 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde import smoothness
+from ntkpde import smoothness, taylor_engine
 from ntkpde.operators import LinearOperator, differentiate
+
+LOG = logging.getLogger("ntkpde")
 
 GETS = ("ntk", "nngp")
 DEFAULT_TILE = 1024
@@ -35,6 +48,11 @@ DEFAULT_TILE = 1024
 # calls of a depth-2 erf MLP kernel in 1-D (2 CPU cores) took 4 s at total order 4, 9 s at
 # 5, 32-40 s at 6 and over 4 minutes at 8 (biharmonic on both sides).
 SLOW_COMPILE_ORDER = 6
+# Above this total order (T.order + S.order) work is refused unless forced: nested jvp at
+# order 8 already produced a 190k-line program that did not compile in 375 s / 9.4 GB.
+MAX_TOTAL_ORDER = 8
+# gram's peak memory per matrix entry (the matrix plus tile buffers; measured <= 1.3x).
+GRAM_PEAK_FACTOR = 1.3
 
 
 class NonFiniteKernelError(FloatingPointError):
@@ -74,6 +92,25 @@ def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: st
                   f"several minutes (order 8) on a CPU, once per operator pair and input shape.",
                   stacklevel=3)
   return jax.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0))
+
+
+def route(kernel_fn) -> str:
+  """``"taylor"`` for kernels whose scalar structure ntkpde knows (``ntkpde.mlp`` with
+  a smooth activation), else ``"nested-jvp"``."""
+  return "taylor" if getattr(kernel_fn, "structure", None) is not None else "nested-jvp"
+
+
+def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force: bool) -> None:
+  total = T.order + S.order
+  if total <= MAX_TOTAL_ORDER or force:
+    return
+  cost = ("the Taylor engine's program grows like (A+1)^2 (B+1)^2 in the orders A, B of T, S"
+          if method == "taylor" else
+          "nested jvp grows the compiled program 3-7x per order (order 8: ~2e5 lines, "
+          "not compiled after 375 s and 9.4 GB on a 2-core CPU)")
+  raise ValueError(f"T_x S_x' K with T = {T}, S = {S} has total derivative order {total} > "
+                   f"{MAX_TOTAL_ORDER} on the {method} route: {cost}. Pass force=True to run "
+                   f"it anyway, or use operators of lower order.")
 
 
 def _check_operator_order(kernel_fn, *ops: LinearOperator) -> None:
@@ -171,21 +208,32 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
 
 
 def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOperator] = None,
-                    get: str = "ntk", tile: int = DEFAULT_TILE) -> Callable:
+                    get: str = "ntk", tile: int = DEFAULT_TILE, force: bool = False) -> Callable:
   """Returns ``(x1, x2) -> T_x S_x' K(x1, x2)``, an ``(n1, n2)`` float64 array.
 
   ``K`` is ``kernel_fn(., ., get)`` with ``get`` in ``("ntk", "nngp")``; ``S``
-  defaults to ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. Raises
-  ``ValueError`` for a ReLU-family kernel under an operator of order >= 1 (before
-  any work), for badly shaped inputs, and ``NonFiniteKernelError`` for NaN/inf.
+  defaults to ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. The returned
+  function's ``.method`` is the route (module docstring). Raises ``ValueError``
+  before any work for a ReLU-family kernel under an operator of order >= 1, for a
+  total order above ``MAX_TOTAL_ORDER`` unless ``force=True``, and for badly shaped
+  inputs; ``NonFiniteKernelError`` for NaN/inf.
   """
   if get not in GETS:
     raise ValueError(f"get must be one of {GETS}, got {get!r}.")
   S = check_operator_pair(T, S, tile)
   _check_operator_order(kernel_fn, T, S)
-  smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order, f"T_x S_x' K with T = {T}, S = {S}")
-  return tiled_evaluator(_compiled(kernel_fn, T, S, get), T, S, tile,
-                         f"T_x S_x' K with T = {T}, S = {S}")
+  smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order,
+                             f"T_x S_x' K with T = {T}, S = {S}")
+  method = route(kernel_fn)
+  _check_total_order(method, T, S, force)
+  LOG.info("operator_kernel: %s route for T = %s, S = %s (%s)", method, T, S, get)
+  if method == "taylor":
+    fn = taylor_engine.operator_kernel_fn(kernel_fn.structure, kernel_fn.input_map, T, S, get)
+  else:
+    fn = _compiled(kernel_fn, T, S, get)
+  evaluate = tiled_evaluator(fn, T, S, tile, f"T_x S_x' K with T = {T}, S = {S}")
+  evaluate.method = method
+  return evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,17 +300,51 @@ def as_channels(channels: Sequence) -> Tuple[Channel, ...]:
   return tuple(out)
 
 
+def available_memory() -> Optional[int]:
+  """Bytes of memory the machine can still give (``MemAvailable``), or ``None``."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def check_gram_memory(n: int, force: bool = False) -> None:
+  """Refuses (``ValueError``) an ``n x n`` float64 Gram whose estimated peak memory
+  (``GRAM_PEAK_FACTOR * 8 n^2`` bytes) exceeds the available memory, unless forced."""
+  need = GRAM_PEAK_FACTOR * 8.0 * n * n
+  have = available_memory()
+  if force or have is None or need <= have:
+    return
+  raise ValueError(
+      f"a {n} x {n} float64 Gram matrix needs about {need / 2**30:.1f} GiB at its peak, but "
+      f"only {have / 2**30:.1f} GiB is available. Use fewer points, "
+      f"ntkpde.large_eigen.top_eigenvalues (top eigenvalues from tiles, never forming the "
+      f"matrix), or operator_kernel tile by tile; pass force=True to try anyway.")
+
+
 def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
-         tile: int = DEFAULT_TILE) -> BlockGram:
+         tile: int = DEFAULT_TILE, force: bool = False) -> BlockGram:
   """The block Gram matrix ``[T_a,x T_b,x' K(X_a, X_b)]_{a,b}`` over ``channels``.
 
   ``channels`` is a sequence of ``(name, operator, points)``. Upper blocks are
-  computed, lower blocks are their transposes. Raises ``NonFiniteKernelError``
-  naming the block if any entry is NaN or inf.
+  computed, lower blocks are their transposes. Refuses before any work (unless
+  ``force=True``) a total operator order above ``MAX_TOTAL_ORDER`` and a matrix
+  larger than the available memory; raises ``NonFiniteKernelError`` naming the
+  block if any entry is NaN or inf.
   """
   chans = as_channels(channels)
   _check_operator_order(kernel_fn, *[c.operator for c in chans])
-  return assemble_gram(chans, lambda T, S: operator_kernel(kernel_fn, T, S, get, tile))
+  top = max(chans, key=lambda c: c.operator.order).operator
+  _check_total_order(route(kernel_fn), top, top, force)
+  check_gram_memory(sum(len(c.points) for c in chans), force)
+  return assemble_gram(chans, lambda T, S: operator_kernel(kernel_fn, T, S, get, tile, force))
 
 
 def assemble_gram(chans: Sequence[Channel], block_kernel: Callable) -> BlockGram:

@@ -286,16 +286,28 @@ def test_float64_is_far_more_accurate_than_float32():
   assert entry["float64_vs_sympy"] < 1e-6 * entry["float32"]
 
 
-def test_high_total_order_warns_before_compiling(erf1):
-  """Total order >= 6 warns about compile time at construction (nothing is compiled here);
-  order 4 (Lap x Lap) does not."""
+def user_erf_kernel(depth=1):
+  """The erf MLP's stax triple wrapped by ``ntkpde.network``: same kernel, but ntkpde
+  does not know its structure, so operator kernels take the nested-jvp route."""
+  stax = ntkpde.architectures.stax
+  layers = []
+  for _ in range(depth):
+    layers += [stax.Dense(512, 1.5, 0.1), stax.Erf()]
+  return ntkpde.network(*stax.serial(*layers, stax.Dense(1, 1.5, 0.1))).kernel_fn
+
+
+def test_high_total_order_warns_before_compiling():
+  """On the nested-jvp route, total order >= 6 warns about compile time at construction
+  (nothing is compiled here); order 4 (Lap x Lap) does not."""
   import warnings
   from ntkpde.operator_kernels import SLOW_COMPILE_ORDER
+  kfn = user_erf_kernel()
   u3 = parse("u_xxx", ("x",))
   assert u3.order + u3.order == SLOW_COMPILE_ORDER
   with pytest.warns(UserWarning, match="total order 6"):
-    ntkpde.operator_kernel(erf1.kernel_fn, u3, u3, get="nngp")
+    k = ntkpde.operator_kernel(kfn, u3, u3, get="nngp")
+  assert k.method == "nested-jvp"
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     lap = parse("u_xx + u_yy", XY)
-    ntkpde.operator_kernel(erf1.kernel_fn, lap, lap, get="nngp")
+    ntkpde.operator_kernel(kfn, lap, lap, get="nngp")

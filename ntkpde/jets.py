@@ -1,0 +1,161 @@
+"""Truncated bivariate Taylor series ("jets") and the few elementary functions on them.
+
+A jet is ``f(s, t) = sum_{k <= A, l <= B} c_kl s^k t^l`` truncated at ``(A, B)``;
+``c_kl`` are arrays that broadcast against each other (``(n1, 1)`` for a function of
+``x`` alone, ``(1, n2)`` for ``x'`` alone, ``(n1, n2)`` for both). Zero coefficients
+are absent from the dictionary, so products skip them at trace time and the program
+has only the multiply-adds a coefficient actually needs.
+
+Arithmetic (exact for truncated series): ``(a b)_mn = sum_{k <= m, l <= n} a_kl b_{m-k, n-l}``;
+a smooth univariate ``g`` of a jet ``a = a_00 + a~`` is
+``g(a) = sum_{j <= A + B} g^(j)(a_00) / j! a~^j`` (``a~`` has no constant term, so
+``a~^j`` has only degrees ``k + l >= j`` and the sum is finite). The derivatives
+``g^(j)(a_00)`` come from closed forms (powers, ``exp``) or a three-term recurrence
+(``arcsin``); see theory/taylor_engine.md.
+
+:func:`power`, :func:`exp` and :func:`asin_and_derivative` act on jets and on plain
+arrays alike, so one kernel recursion written with them serves both the plain kernel
+and its Taylor expansion.
+"""
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import jax.numpy as jnp
+
+Key = Tuple[int, int]
+
+
+class Jet:
+  """A truncated bivariate Taylor series; ``coeffs[(k, l)]`` is the coefficient of
+  ``s^k t^l`` (absent = 0), ``order = (A, B)``."""
+  __slots__ = ("coeffs", "order")
+
+  def __init__(self, coeffs: Dict[Key, jnp.ndarray], order: Tuple[int, int]):
+    self.order = order
+    self.coeffs = {k: v for k, v in coeffs.items() if k[0] <= order[0] and k[1] <= order[1]}
+
+  def __getitem__(self, key: Key):
+    return self.coeffs.get(key, 0.0)
+
+  @property
+  def constant(self):
+    return self.coeffs.get((0, 0), 0.0)
+
+  def _lift(self, other) -> "Jet":
+    return other if isinstance(other, Jet) else Jet({(0, 0): other}, self.order)
+
+  def __add__(self, other):
+    other = self._lift(other)
+    out = dict(self.coeffs)
+    for k, v in other.coeffs.items():
+      out[k] = out[k] + v if k in out else v
+    return Jet(out, self.order)
+
+  __radd__ = __add__
+
+  def __neg__(self):
+    return Jet({k: -v for k, v in self.coeffs.items()}, self.order)
+
+  def __sub__(self, other):
+    return self + (-self._lift(other))
+
+  def __rsub__(self, other):
+    return (-self) + other
+
+  def __mul__(self, other):
+    if not isinstance(other, Jet):
+      return Jet({k: v * other for k, v in self.coeffs.items()}, self.order)
+    a_max, b_max = self.order
+    out: Dict[Key, jnp.ndarray] = {}
+    for (k1, l1), a in self.coeffs.items():
+      for (k2, l2), b in other.coeffs.items():
+        key = (k1 + k2, l1 + l2)
+        if key[0] <= a_max and key[1] <= b_max:
+          out[key] = out[key] + a * b if key in out else a * b
+    return Jet(out, self.order)
+
+  __rmul__ = __mul__
+
+  def __truediv__(self, other):
+    if isinstance(other, Jet):
+      return self * power(other, -1.0)
+    return self * (1.0 / other)
+
+  def __rtruediv__(self, other):
+    return power(self, -1.0) * other
+
+  def __pow__(self, exponent):
+    if exponent == 2:
+      return self * self
+    return power(self, float(exponent))
+
+
+def _compose(a: Jet, derivatives: Sequence) -> Jet:
+  """``g(a)`` from ``derivatives[j] = g^(j)(a_00)``, ``j = 0 .. A + B``."""
+  rest = Jet({k: v for k, v in a.coeffs.items() if k != (0, 0)}, a.order)
+  out = Jet({(0, 0): derivatives[0]}, a.order)
+  term = rest
+  for j in range(1, len(derivatives)):
+    if not term.coeffs:
+      break
+    out = out + term * (derivatives[j] / math.factorial(j))
+    term = term * rest
+  return out
+
+
+def _degree(a: Jet) -> int:
+  """Highest total degree that ``g(a)`` can have: ``A + B``, or less for a jet of one
+  variable (``A`` for a function of ``x`` alone)."""
+  ks = [k for (k, l) in a.coeffs]
+  ls = [l for (k, l) in a.coeffs]
+  return (a.order[0] if any(ks) else 0) + (a.order[1] if any(ls) else 0)
+
+
+def power(a, exponent: float):
+  """``a ** exponent``; ``g^(j)(a0) = exponent (exponent - 1) .. (exponent - j + 1) a0^(exponent - j)``."""
+  if not isinstance(a, Jet):
+    return a ** exponent
+  a0 = a.constant
+  inv = 1.0 / a0
+  d = [a0 ** exponent]
+  for j in range(1, _degree(a) + 1):
+    d.append(d[-1] * ((exponent - j + 1) * inv))
+  return _compose(a, d)
+
+
+def exp(a):
+  """``exp(a)``; every derivative is ``exp(a0)``."""
+  if not isinstance(a, Jet):
+    return jnp.exp(a)
+  e = jnp.exp(a.constant)
+  return _compose(a, [e] * (_degree(a) + 1))
+
+
+def asin_and_derivative(a) -> Tuple:
+  """``(arcsin(a), (1 - a^2)^(-1/2))``, sharing the powers of ``a~``.
+
+  With ``g = (1 - u^2)^(-1/2)`` (so ``arcsin' = g``), differentiating
+  ``(1 - u^2) g' = u g`` ``j`` times gives
+  ``(1 - u^2) g^(j+1) = (2j + 1) u g^(j) + j^2 g^(j-1)``."""
+  if not isinstance(a, Jet):
+    return jnp.arcsin(a), (1.0 - a * a) ** -0.5
+  u = a.constant
+  inv = 1.0 / (1.0 - u * u)
+  n = _degree(a)
+  g = [inv ** 0.5]
+  if n >= 1:
+    g.append(u * g[0] * inv)
+  for j in range(1, n):
+    g.append(((2 * j + 1) * u * g[j] + j * j * g[j - 1]) * inv)
+  asin = [jnp.arcsin(u)] + g[:n]
+  return _compose(a, asin), _compose(a, g[:n + 1])
+
+
+def row(coefficients: Sequence[Optional[jnp.ndarray]], order: Tuple[int, int]) -> Jet:
+  """A jet in ``s`` alone from ``coefficients[k]`` (``None`` = 0)."""
+  return Jet({(k, 0): c for k, c in enumerate(coefficients) if c is not None}, order)
+
+
+def col(coefficients: Sequence[Optional[jnp.ndarray]], order: Tuple[int, int]) -> Jet:
+  """A jet in ``t`` alone from ``coefficients[l]`` (``None`` = 0)."""
+  return Jet({(0, l): c for l, c in enumerate(coefficients) if c is not None}, order)

@@ -1,0 +1,335 @@
+"""Operator kernels of ``ntkpde.mlp`` networks from the kernel's scalar structure.
+
+Every kernel ``ntkpde.mlp`` builds depends on its inputs only through three numbers
+(after the input map ``phi``):
+
+  K(x, x') = F(p, q, r),  p = phi(x).phi(x'),  q = |phi(x)|^2,  r = |phi(x')|^2,
+
+where ``F`` is the depth-L NNGP/NTK recursion of the activation's dual (the closed
+forms of neural-tangents 0.6.5: arcsine kernel for erf and sigmoid_like, Gaussian
+integrals for sin/cos/gaussian, Tsuchida & Gallagher's GELU kernel). :func:`kernel`
+writes ``F`` once with :mod:`ntkpde.jets` arithmetic, so the same code evaluates the
+plain kernel (arrays) and its truncated bivariate Taylor expansion (jets).
+
+An operator of order ``A`` is written along directions (theory/taylor_engine.md):
+``D^alpha = sum_u w_{alpha,u} (u . grad)^{|alpha|}`` with integer directions ``u``
+and exact rational weights, and ``(u . grad)^k f(x) = k! [s^k] f(x + s u)``. Hence
+
+  T_x S_x' K(x, x') = sum_{u, v} sum_{k <= A, l <= B} omega_{u,k}(x) omega'_{v,l}(x')
+                      k! l! [s^k t^l] K(x + s u, x' + t v),
+
+one bivariate jet of order ``(A, B)`` per direction pair, computed by pushing the
+jets of ``p``, ``q``, ``r`` through ``F``. The compiled program grows like
+``(A + 1)^2 (B + 1)^2`` in the orders (the cost of one jet product), not exponentially;
+direction pairs run in a loop of one compiled body.
+"""
+import dataclasses
+import functools
+import itertools
+import math
+from fractions import Fraction
+from typing import Callable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy
+from jax.experimental.jet import jet as jax_jet
+
+from ntkpde import jets
+from ntkpde.jets import Jet
+
+SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
+SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.5, 1/2.40.., 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpStructure:
+  """What ``F`` depends on: ``depth`` x [Dense -> activation], then Dense."""
+  depth: int
+  activation: str
+  W_std: float
+  b_std: Optional[float]
+  parameterization: str
+  width: int
+  activation_kwargs: Tuple[Tuple[str, float], ...] = ()
+
+  @property
+  def kwargs(self):
+    return dict(self.activation_kwargs)
+
+
+def _dense(s: MlpStructure, nngp, cov1, cov2, ntk, fan_in):
+  """neural-tangents' Dense: ``S -> W^2 S + b^2``; NTK ``nngp' + W^2 ntk`` (ntk
+  parameterisation) or ``fan_in nngp + W^2 ntk + 1`` (standard)."""
+  w2 = s.W_std ** 2
+  b2 = 0.0 if s.b_std is None else s.b_std ** 2
+  new = [w2 * v + b2 for v in (nngp, cov1, cov2)]
+  if ntk is not None:
+    if s.parameterization == "ntk":
+      ntk = new[0] if isinstance(ntk, float) and ntk == 0.0 else new[0] + w2 * ntk
+    else:
+      ntk = fan_in * nngp + (0.0 if isinstance(ntk, float) else w2 * ntk)
+      ntk = ntk + (1.0 if s.b_std is not None else 0.0)
+  return new[0], new[1], new[2], ntk
+
+
+def _erf(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
+  """``a erf(b z) + c``: ``(2/pi) arcsin(2 S12 / sqrt((1 + 2 S11)(1 + 2 S22)))`` and
+  ``dot = (4/pi) / sqrt((1 + 2 S11)(1 + 2 S22) - 4 S12^2)`` (Williams 1997)."""
+  b2 = b * b
+  nngp, cov1, cov2 = b2 * nngp, b2 * cov1, b2 * cov2
+  inv1, inv2 = jets.power(1 + 2 * cov1, -0.5), jets.power(1 + 2 * cov2, -0.5)
+  scale = inv1 * inv2
+  asin, dasin = jets.asin_and_derivative(2 * nngp * scale)
+  diag = [(2 / np.pi) * jets.asin_and_derivative(2 * v / (1 + 2 * v))[0] for v in (cov1, cov2)]
+  a2, c2 = a * a, c * c
+  new_ntk = None if ntk is None else ntk * (b2 * a2 * 4 / np.pi) * (scale * dasin)
+  return (a2 * (2 / np.pi) * asin + c2, a2 * diag[0] + c2, a2 * diag[1] + c2, new_ntk)
+
+
+def _sin(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
+  """``a sin(b z + c)``: ``a^2/2 (e^{b^2(S12 - (S11+S22)/2)} - e^{-b^2(S12 + (S11+S22)/2)} cos 2c)``."""
+  b2, half_a2 = b * b, a * a / 2
+  damp = jets.exp(-0.5 * b2 * cov1) * jets.exp(-0.5 * b2 * cov2)
+  s1 = damp * jets.exp(b2 * nngp)
+  s2 = damp * jets.exp(-b2 * nngp) * np.cos(2 * c)
+  diag = [half_a2 * (1 - jets.exp(-2 * b2 * v) * np.cos(2 * c)) for v in (cov1, cov2)]
+  new_ntk = None if ntk is None else ntk * (half_a2 * b2) * (s1 + s2)
+  return half_a2 * (s1 - s2), diag[0], diag[1], new_ntk
+
+
+def _gaussian(nngp, cov1, cov2, ntk, a=1.0, b=-1.0):
+  """``a exp(b z^2)``: ``1 / sqrt((1 - 2b S11)(1 - 2b S22) - 4 b^2 S12^2)``; ``dot`` has
+  ``4 b^2 S12 / det^3``."""
+  det2 = (1 - 2 * b * cov1) * (1 - 2 * b * cov2) - 4 * b * b * nngp * nngp
+  inv_det = jets.power(det2, -0.5)
+  diag = [jets.power(1 - 4 * b * v, -0.5) for v in (cov1, cov2)]
+  a2 = a * a
+  new_ntk = None if ntk is None else ntk * (a2 * 4 * b * b) * nngp * (inv_det * inv_det * inv_det)
+  return a2 * inv_det, a2 * diag[0], a2 * diag[1], new_ntk
+
+
+def _gelu(nngp, cov1, cov2, ntk, approximate=False):
+  """GELU (Tsuchida & Gallagher 2020, as neural-tangents writes it) with
+  ``arctan2(S12, delta) = arcsin(S12 / sqrt((S11 + 1)(S22 + 1)))``."""
+  root1, root2 = jets.power(cov1 + 1, -0.5), jets.power(cov2 + 1, -0.5)
+  inv_prod1 = (root1 * root1) * (root2 * root2)
+  prod = cov1 * cov2
+  delta2 = (cov1 + 1) * (cov2 + 1) - nngp * nngp
+  inv_delta = jets.power(delta2, -0.5)
+  angle, _ = jets.asin_and_derivative(nngp * (root1 * root2))
+  new = ((nngp * nngp + prod * delta2) * inv_prod1 * inv_delta + nngp * angle) * (1 / (2 * np.pi))
+  new = new + 0.25 * nngp
+
+  def diag(v):
+    inv_v1 = jets.power(v + 1, -1.0)
+    ang = jets.asin_and_derivative(v * inv_v1)[0]
+    out = v * inv_v1 * jets.power(1 + 2 * v, -0.5) + ang * 0.5
+    return (out * (1 / np.pi) + 0.25) * v
+  new_ntk = None
+  if ntk is not None:
+    first = inv_delta * inv_delta + (1 - prod) * inv_prod1 + 1
+    first = first * nngp * inv_delta * (1 / (2 * np.pi))
+    new_ntk = ntk * (first + 0.25 + angle * (1 / (2 * np.pi)))
+  return new, diag(cov1), diag(cov2), new_ntk
+
+
+def _activation(s: MlpStructure):
+  kw = s.kwargs
+  if s.activation == "erf":
+    return functools.partial(_erf, **kw)
+  if s.activation == "sigmoid_like":
+    return functools.partial(_erf, a=0.5, b=1 / SIGMOID_LIKE_SCALE, c=0.5)
+  if s.activation == "sin":
+    return functools.partial(_sin, **kw)
+  if s.activation == "cos":
+    return functools.partial(_sin, a=kw.get("a", 1.0), b=kw.get("b", 1.0),
+                             c=kw.get("c", 0.0) + np.pi / 2)
+  if s.activation == "gaussian":
+    return functools.partial(_gaussian, **kw)
+  if s.activation == "gelu":
+    return functools.partial(_gelu, **kw)
+  raise ValueError(f"no structured kernel for activation {s.activation!r}; "
+                   f"supported: {SUPPORTED}.")
+
+
+def kernel(s: MlpStructure, p, q, r, features: int, get: str):
+  """``F(p, q, r)``: the NNGP (``get="nngp"``) or NTK of the network from the
+  feature dot products (arrays or :class:`ntkpde.jets.Jet`); ``features`` is the
+  input dimension the first Dense layer sees (covariances are ``x.x' / features``)."""
+  act = _activation(s)
+  nngp, cov1, cov2 = p * (1.0 / features), q * (1.0 / features), r * (1.0 / features)
+  ntk = 0.0 if get == "ntk" else None
+  fan_in = features
+  for _ in range(s.depth):
+    nngp, cov1, cov2, ntk = _dense(s, nngp, cov1, cov2, ntk, fan_in)
+    nngp, cov1, cov2, ntk = act(nngp, cov1, cov2, ntk)
+    fan_in = s.width
+  nngp, cov1, cov2, ntk = _dense(s, nngp, cov1, cov2, ntk, fan_in)
+  return ntk if get == "ntk" else nngp
+
+
+def plain_kernel(s: MlpStructure, input_map=None) -> Callable:
+  """``(x1, x2, get) -> F(phi(x1).phi(x2), |phi(x1)|^2, |phi(x2)|^2)`` in plain ``jnp``."""
+  def k(x1, x2, get):
+    f1 = x1 if input_map is None else input_map(x1)
+    f2 = x2 if input_map is None else input_map(x2)
+    p = f1 @ f2.T
+    q = jnp.sum(f1 * f1, -1)[:, None]
+    r = jnp.sum(f2 * f2, -1)[None, :]
+    return kernel(s, p, q, r, f1.shape[-1], get)
+  return k
+
+
+# ---- operators along directions --------------------------------------------------------
+
+def _primitive(v):
+  g = math.gcd(*v)
+  return tuple(int(c) // g for c in v)
+
+
+def _compositions(k: int, d: int):
+  """All ``c`` in N^d with ``|c| = k``."""
+  for bars in itertools.combinations(range(k + d - 1), d - 1):
+    prev, out = -1, []
+    for b in bars + (k + d - 1,):
+      out.append(b - prev - 1)
+      prev = b
+    yield tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _direction_weights(alpha: Tuple[int, ...]) -> Tuple[Tuple[Tuple[int, ...], Fraction], ...]:
+  """``((u, w_u), ...)`` with ``D^alpha = sum_u w_u (u . grad)^|alpha|`` exactly.
+
+  ``(u . grad)^k = sum_{|c| = k} k!/c! u^c D^c``; with the directions ``u`` = the
+  primitive vectors of all ``c`` with ``|c| = k`` (Griewank, Utke & Walther 2000) the
+  matrix ``V[c, u] = k!/c! u^c`` is square and invertible, and ``w = V^{-1} e_alpha``
+  (exact rationals). A pure power ``alpha = k e_i`` needs only ``u = e_i``."""
+  k, d = sum(alpha), len(alpha)
+  if k == 0 or sum(1 for a in alpha if a) == 1:
+    axis = next((i for i, a in enumerate(alpha) if a), 0)
+    return ((tuple(int(i == axis) for i in range(d)), Fraction(1)),)
+  cs = list(_compositions(k, d))
+  dirs = [_primitive(c) for c in cs]
+  v = sympy.Matrix([[sympy.factorial(k) / sympy.prod([sympy.factorial(ci) for ci in c]) *
+                     sympy.prod([sympy.Integer(ui) ** ci for ui, ci in zip(u, c)])
+                     for u in dirs] for c in cs])
+  rhs = sympy.Matrix([int(c == alpha) for c in cs])
+  w = v.LUsolve(rhs)
+  return tuple((u, Fraction(int(sympy.fraction(wi)[0]), int(sympy.fraction(wi)[1])))
+               for u, wi in zip(dirs, w) if wi != 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectionalForm:
+  """``T = sum_u sum_k omega_{u,k}(x) (u . grad)^k``: the directions, and for each
+  ``(direction, degree)`` the ``(term index, rational weight)`` pairs."""
+  directions: Tuple[Tuple[int, ...], ...]
+  order: int
+  weights: Tuple[Tuple[Tuple[int, int, float], ...], ...]  # per direction: (degree, term, w)
+
+
+def directional_form(op) -> DirectionalForm:
+  d = op.dim
+  dirs, weights = [], []
+  # Degree-0 terms last: they ride on any direction already needed.
+  for index, term in sorted(enumerate(op.terms), key=lambda it: -sum(it[1].multi_index)):
+    for u, w in _direction_weights(tuple(term.multi_index)):
+      if sum(term.multi_index) == 0 and dirs:
+        u = dirs[0]
+      if u not in dirs:
+        dirs.append(u)
+        weights.append([])
+      weights[dirs.index(u)].append((sum(term.multi_index), index, float(w)))
+  if not dirs:
+    dirs, weights = [tuple(int(i == 0) for i in range(d))], [[]]
+  return DirectionalForm(tuple(dirs), op.order, tuple(tuple(w) for w in weights))
+
+
+def omegas(form: DirectionalForm, op, x) -> jnp.ndarray:
+  """``k! omega_{u,k}(x)`` as an array ``(directions, order + 1, n)``."""
+  coefficients = op.coefficients(x)
+  rows = []
+  for w in form.weights:
+    per_degree = [jnp.zeros(x.shape[0], x.dtype) for _ in range(form.order + 1)]
+    for degree, index, weight in w:
+      per_degree[degree] = per_degree[degree] + (weight * math.factorial(degree)) * coefficients[index]
+    rows.append(jnp.stack(per_degree))
+  return jnp.stack(rows)
+
+
+def _feature_jet(input_map, x, u, order):
+  """Normalised Taylor coefficients ``phi_k`` of ``s -> phi(x + s u)``, ``k <= order``
+  (``None`` where identically zero)."""
+  if input_map is None:
+    return [x, jnp.broadcast_to(u, x.shape)] + [None] * (order - 1) if order else [x]
+  if order == 0:
+    return [input_map(x)]
+  tangent = jnp.broadcast_to(u, x.shape)
+  primal, series = jax_jet(input_map, (x,), ([tangent] + [jnp.zeros_like(x)] * (order - 1),))
+  return [primal] + [c / math.factorial(k) for k, c in enumerate(series, 1)]
+
+
+def _self_dots(f):
+  """Coefficients of ``|phi(x + s u)|^2`` as ``(n, 1)`` columns."""
+  out = []
+  for k in range(len(f)):
+    total = None
+    for i in range(k + 1):
+      a, b = f[i], f[k - i]
+      if a is not None and b is not None:
+        piece = jnp.sum(a * b, -1)
+        total = piece if total is None else total + piece
+    out.append(None if total is None else total[:, None])
+  return out
+
+
+def _pair_jet(s, input_map, get, x1, x2, u, v, order):
+  a, b = order
+  f1, f2 = _feature_jet(input_map, x1, u, a), _feature_jet(input_map, x2, v, b)
+  p = Jet({(k, l): fa @ fb.T for k, fa in enumerate(f1) for l, fb in enumerate(f2)
+           if fa is not None and fb is not None}, order)
+  q = jets.row(_self_dots(f1), order)
+  r = jets.col([None if c is None else c.T for c in _self_dots(f2)], order)
+  return kernel(s, p, q, r, f1[0].shape[-1], get)
+
+
+@functools.lru_cache(maxsize=256)
+def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, order, get) -> Callable:
+  """``(x1, x2, omega1, omega2) -> sum over direction pairs``, jitted once per
+  ``(structure, input map, directions, orders, get)``: operators with the same
+  directions share it whatever their coefficients."""
+  u_all = np.asarray(dirs1, dtype=np.float64)
+  v_all = np.asarray(dirs2, dtype=np.float64)
+  n_v = len(dirs2)
+
+  def one(x1, x2, w1, w2, u, v):
+    j = _pair_jet(s, input_map, get, x1, x2, u, v, order)
+    total = 0.0
+    for (k, l), c in j.coeffs.items():
+      total = total + w1[k][:, None] * w2[l][None, :] * c
+    return jnp.broadcast_to(total, (x1.shape[0], x2.shape[0]))
+
+  def core(x1, x2, om1, om2):
+    pairs = len(dirs1) * n_v
+    if pairs == 1:
+      return one(x1, x2, om1[0], om2[0], jnp.asarray(u_all[0]), jnp.asarray(v_all[0]))
+
+    def body(i, acc):
+      iu, iv = i // n_v, i % n_v
+      return acc + one(x1, x2, om1[iu], om2[iv], jnp.asarray(u_all)[iu], jnp.asarray(v_all)[iv])
+    return jax.lax.fori_loop(0, pairs, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
+  return jax.jit(core)
+
+
+def operator_kernel_fn(s: MlpStructure, input_map, T, S, get: str) -> Callable:
+  """``(x1, x2) -> T_x S_x' K(x1, x2)`` for the mlp kernel ``s`` (module docstring)."""
+  f1, f2 = directional_form(T), directional_form(S)
+  core = compiled_core(s, input_map, f1.directions, f2.directions, (T.order, S.order), get)
+
+  def fn(x1, x2):
+    x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+    return core(x1, x2, omegas(f1, T, x1), omegas(f2, S, x2))
+  return fn

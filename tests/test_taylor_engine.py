@@ -1,0 +1,152 @@
+"""The Taylor engine (ntkpde.taylor_engine) against routes that share no code with it.
+
+* ``F(p, q, r)`` in plain ``jnp`` vs neural-tangents' ``kernel_fn``: both evaluate the
+  same closed forms with ~10^2 float64 operations per layer, so they agree to a few
+  hundred eps (measured <= 1.1e-15 relative at depth 4); ``RTOL_PLAIN = 1e-13``.
+* Operator kernels vs nested ``jvp`` of neural-tangents' ``kernel_fn`` (the generic
+  route): two roundings of the same derivatives; at order <= 6 each carries ~10^4
+  operations, so ``1e-12`` relative to the block's largest entry (measured <= 2e-14).
+* SymPy closed forms: tests/test_operator_kernels.py runs them through ``operator_kernel``,
+  which takes this engine for ``ntkpde.mlp`` networks (asserted below).
+* Order 8 vs finite differences of the engine's own order-4 result, with Richardson's
+  error bound (theory/finite_differences.py): ``D^8 K = D^4_FD (D^4 K)``.
+"""
+import logging
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy
+
+import ntkpde
+from ntkpde import operator_kernels, taylor_engine
+from ntkpde.input_maps import box_normalization, fourier_features, periodic_embedding
+from ntkpde.operators import identity, parse
+from theory.finite_differences import richardson_check
+
+XY = ("x", "y")
+RTOL_PLAIN = 1e-13
+RTOL_ROUTES = 1e-12
+MAPS = {"none": None, "box": box_normalization([0, 0], [2, 1]),
+        "periodic": periodic_embedding([0], period=2.0), "fourier": fourier_features(2, 3)}
+
+
+def max_rel(a, b):
+  a, b = np.asarray(a), np.asarray(b)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("activation", taylor_engine.SUPPORTED)
+def test_plain_structure_equals_neural_tangents(activation, points):
+  x1, x2 = points
+  for depth in (1, 2, 3, 4):
+    for parameterization in ("ntk", "standard"):
+      for name, input_map in MAPS.items():
+        if name != "none" and (depth, parameterization) != (2, "ntk"):
+          continue
+        net = ntkpde.mlp(depth, width=64, activation=activation, W_std=1.3, b_std=0.2,
+                         parameterization=parameterization, input_map=input_map)
+        ours = taylor_engine.plain_kernel(net.kernel_fn.structure, input_map)
+        for get in ("ntk", "nngp"):
+          err = max_rel(ours(x1, x2, get), net.kernel_fn(x1, x2, get))
+          assert err < RTOL_PLAIN, (depth, parameterization, name, get, err)
+
+
+@pytest.mark.parametrize("get", ["ntk", "nngp"])
+def test_identity_operator_is_the_plain_kernel(get, points):
+  x1, x2 = points
+  net = ntkpde.mlp(3, activation="gelu")
+  k = ntkpde.operator_kernel(net.kernel_fn, identity(XY), get=get)
+  assert k.method == "taylor"
+  assert max_rel(k(x1, x2), net.kernel_fn(x1, x2, get)) < RTOL_PLAIN
+
+
+LAP = parse("u_xx + u_yy", XY)
+UX = parse("u_x", XY)
+UY = parse("u_y", XY)
+MIXED = parse("x*u_x", XY) + parse("u_xy", XY) + parse("y*u", XY)  # variable coefficients
+U3 = parse("u_xxx", ("x",))
+PAIRS = {"ux-ux": (UX, UX), "lap-lap": (LAP, LAP), "lap-uy": (LAP, UY),
+         "mixed-lap": (MIXED, LAP), "u3-u3": (U3, U3)}
+
+
+@pytest.mark.parametrize("activation, depth, map_name", [
+    ("erf", 1, "none"), ("erf", 3, "none"), ("gelu", 1, "box"), ("sin", 2, "periodic"), ("gaussian", 1, "fourier"),
+    ("cos", 1, "none"), ("sigmoid_like", 1, "none")])
+def test_matches_nested_jvp_up_to_order_6(activation, depth, map_name):
+  net = ntkpde.mlp(depth, activation=activation, input_map=MAPS[map_name])
+  rng = np.random.default_rng(5)
+  for name, (T, S) in PAIRS.items():
+    if name == "u3-u3" and (depth, activation) != (1, "erf"):
+      continue  # order 6 through the nested route compiles slowly (10-80 s): once
+    x1 = rng.uniform(0.1, 0.9, (5, T.dim))
+    x2 = rng.uniform(0.1, 0.9, (4, T.dim))
+    engine = ntkpde.operator_kernel(net.kernel_fn, T, S)
+    assert engine.method == "taylor"
+    nested = operator_kernels._compiled(net.kernel_fn, T, S, "ntk")
+    assert max_rel(engine(x1, x2), nested(x1, x2)) < RTOL_ROUTES, name
+
+
+def test_direction_weights_are_exact():
+  """``sum_u w_u (u . grad)^k = D^alpha`` as polynomials (the symbol with grad -> z)."""
+  z = sympy.symbols("z0:3")
+  for alpha in [(1, 1, 0), (2, 1, 1), (2, 2, 0), (0, 3, 1), (4, 0, 0)]:
+    k = sum(alpha)
+    lhs = sum(sympy.Rational(w.numerator, w.denominator) *
+              sum(ui * zi for ui, zi in zip(u, z)) ** k
+              for u, w in taylor_engine._direction_weights(alpha))
+    assert sympy.expand(lhs - sympy.prod([zi ** a for zi, a in zip(z, alpha)])) == 0
+
+
+BIH = parse("u_xxxx + 2*u_xxyy + u_yyyy", XY)
+BEAM = parse("u_xxxx", ("x",))
+
+
+@pytest.mark.parametrize("T, low, dim", [(BIH, LAP, 2), (BEAM, parse("u_xx", ("x",)), 1)],
+                         ids=["biharmonic", "beam"])
+def test_order_8_matches_finite_differences_of_order_4(T, low, dim):
+  """``T_x T_x' K = L_x L_x' (L_x L_x' K)`` with ``T = L L`` (``Lap^2`` and
+  ``d^4 = d^2 d^2``): finite differences of the engine's order-4 kernel, with
+  Richardson's bound, against the engine's order-8 kernel."""
+  net = ntkpde.mlp(1, activation="erf")
+  rng = np.random.default_rng(3)
+  x1, x2 = rng.uniform(-1, 1, (4, dim)), rng.uniform(-1, 1, (3, dim))
+  order4 = ntkpde.operator_kernel(net.kernel_fn, low, low)
+  got = np.asarray(ntkpde.operator_kernel(net.kernel_fn, T, T)(x1, x2))
+  fd, bound = richardson_check(lambda a, b: np.asarray(order4(a, b)), low, low, x1, x2)
+  assert np.max(bound) < 1e-3 * np.max(np.abs(got)), "finite-difference bound too loose to test"
+  assert np.all(np.abs(got - fd) <= bound), np.max(np.abs(got - fd) / bound)
+
+
+def test_generic_kernel_takes_the_nested_route_and_logs(caplog, points):
+  stax = ntkpde.architectures.stax
+  net = ntkpde.network(*stax.serial(stax.Dense(8, 1.5, 0.1), stax.Erf(), stax.Dense(1, 1.5, 0.1)))
+  mlp = ntkpde.mlp(1, activation="erf")
+  with caplog.at_level(logging.INFO, logger="ntkpde"):
+    generic = ntkpde.operator_kernel(net.kernel_fn, UX)
+    known = ntkpde.operator_kernel(mlp.kernel_fn, UX)
+  assert (generic.method, known.method) == ("nested-jvp", "taylor")
+  assert "nested-jvp route" in caplog.text and "taylor route" in caplog.text
+  assert max_rel(generic(*points), known(*points)) < RTOL_ROUTES  # same kernel, two routes
+
+
+def test_total_order_above_8_is_refused_unless_forced():
+  u5 = parse("u_xxxxx", ("x",))
+  stax = ntkpde.architectures.stax
+  generic = ntkpde.network(*stax.serial(stax.Dense(8), stax.Erf(), stax.Dense(1))).kernel_fn
+  for kfn, route in ((generic, "nested-jvp"), (ntkpde.mlp(1).kernel_fn, "taylor")):
+    with pytest.raises(ValueError, match=f"total derivative order 10 > 8 on the {route} route.*force=True"):
+      ntkpde.operator_kernel(kfn, u5)
+    with pytest.raises(ValueError, match="order 10"):
+      ntkpde.gram(kfn, [("a", u5, np.zeros((2, 1)))])
+  forced = ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, u5, force=True)
+  assert forced.method == "taylor"  # constructed; nothing compiled here
+
+
+def test_gram_larger_than_memory_is_refused(monkeypatch, points):
+  monkeypatch.setattr(operator_kernels, "available_memory", lambda: 100)
+  kfn = ntkpde.mlp(1).kernel_fn
+  with pytest.raises(ValueError, match=r"needs about .* GiB .*large_eigen.*force=True"):
+    ntkpde.gram(kfn, [("a", identity(XY), points[0])])
+  g = ntkpde.gram(kfn, [("a", identity(XY), points[0])], force=True)
+  assert g.matrix.shape == (6, 6)
