@@ -41,6 +41,9 @@ def main(argv=None) -> int:
   except OutputLocked as err:
     print(f"ntkpde: error: {err}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:  # commands with long loops handle it themselves and keep results
+    print("ntkpde: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ Tolerances (error estimates, not tuning):
   ``eps ||r|| / h``; with ``||M|| <= 3`` and ``h = 1e-4``: ``< 1e-7``, we assert ``1e-6``.
 * ``solve_ivp`` (DOP853, ``rtol = atol = 1e-12``): global error ``~1e-10``; assert ``1e-8``.
 """
+import contextlib
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -72,7 +74,10 @@ def test_flow_matches_expm_and_steps_match_recursion(case):
     if k in ks:
       direct.append(r.copy())
     r = r - M @ r
-  assert np.abs(flow.steps(np.array(ks)) - np.stack(direct)).max() <= 1e-11 * np.abs(direct).max()
+  with (pytest.warns(RuntimeWarning, match="max_stable_learning_rate = 0") if case == "indefinite"
+        else contextlib.nullcontext()):  # the signed flow has growing modes: GD diverges
+    steps = flow.steps(np.array(ks))
+  assert np.abs(steps - np.stack(direct)).max() <= 1e-11 * np.abs(direct).max()
 
 
 @pytest.mark.parametrize("case", ["vector", "zero-channel", "psd-matrix", "nonsymmetric"])
