@@ -229,7 +229,9 @@ def width_sweep(network_fn: Callable, channels: Sequence, widths: Sequence[int],
   ``rms_s e ~ C width^slope`` with ``slope = -1/2``. Returns a dict with ``widths``,
   ``seeds``, ``errors`` (``(n_widths, n_seeds)``), ``rms``, ``slope`` (fit of the rms),
   ``slope_stderr`` (regression), ``seed_slopes`` (one fit per seed) and
-  ``bootstrap_slope_std`` (:func:`ntkpde.rates.bootstrap_slope` over the seeds).
+  ``bootstrap_slope_std`` (:func:`ntkpde.rates.bootstrap_slope` over the seeds; ``nan``
+  with a single seed, where no spread can be estimated: verdicts built on it are
+  inconclusive).
   """
   widths = [int(w) for w in widths]
   seeds = [int(s) for s in seeds]
