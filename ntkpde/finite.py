@@ -33,8 +33,8 @@ Matrices are assembled from ``batch_size x batch_size`` tiles of one compiled sh
 bounded by the tile: the structured factors of a point cost about ``8 D sum_k 2^|alpha_k|``
 bytes per side and operator (``D`` the sum of the parameter arrays' dimensions, ``~6 width``
 for a depth-2 MLP; the sum over the operator's terms), XLA's working memory measured at
-0.5-0.9x that bound (:func:`tile_bytes_per_point`, docs/benchmarks.md). The default batch
-size keeps a tile within :data:`MEMORY_BUDGET`.
+0.5-0.9x that bound for tiles of up to 256 points (:func:`tile_bytes_per_point`,
+docs/benchmarks.md). The default batch size keeps a tile within :data:`MEMORY_BUDGET`.
 """
 import functools
 from typing import Callable, Optional, Sequence, Tuple
@@ -48,7 +48,9 @@ from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, chec
                                      gram, tiled_evaluator)
 from ntkpde.operators import LinearOperator
 
-MAX_BATCH = 1024
+# Tile memory is linear in the points up to 256 per side; beyond that a term in n1 x n2 grows
+# (a 1024-point Laplacian tile at width 1024 needed 1.4x the per-point bound): batches stop at 256.
+MAX_BATCH = 256
 MEMORY_BUDGET = 2 << 30  # bytes per tile for the default batch size
 
 
