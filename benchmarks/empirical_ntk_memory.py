@@ -1,6 +1,7 @@
 """Memory of one empirical operator-NTK tile, against the bound behind the default batch
-size (``ntkpde.finite.tile_bytes_per_point``: ``8 D sum_k 2^|alpha_k|`` bytes per point and
-side, ``D`` the sum of the parameter arrays' dimensions; a mixed block counts both operators).
+size (``ntkpde.finite.tile_bytes``: ``8 D sum_k 2^|alpha_k|`` bytes per point, side and
+operator, ``D`` the sum of the parameter arrays' dimensions, plus ``16 C^2 s^2`` per point
+pair), reported per point and side.
 
 Each configuration runs in a fresh process: a depth-2 erf MLP on 2-D inputs, one tile of
 ``batch`` points on both sides (``finite._compiled_block``, the function every
@@ -45,7 +46,7 @@ def measure(width: int, batch: int, expr: str, other: str) -> dict:
   before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   np.asarray(block(params, X, X, 0, len(ops) - 1))
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-  bound = sum(finite.tile_bytes_per_point(params, op) for op in ops)
+  bound = finite.tile_bytes(params, ops, batch) / (2 * batch)
   return {"width": width, "batch": batch, "operator": expr, "other": other,
           "working_per_point_side": working / (2 * batch), "peak_gib": peak / 2 ** 30,
           "rss_per_point_side": (peak - before) / (2 * batch), "bound": bound}

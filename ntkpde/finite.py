@@ -32,9 +32,9 @@ Matrices are assembled from ``batch_size x batch_size`` tiles of one compiled sh
 (compiled once per network, operator set and tile shape, then reused), so memory is
 bounded by the tile: the structured factors of a point cost about ``8 D sum_k 2^|alpha_k|``
 bytes per side and operator (``D`` the sum of the parameter arrays' dimensions, ``~6 width``
-for a depth-2 MLP; the sum over the operator's terms), XLA's working memory measured at
-0.5-0.9x that bound (:func:`tile_bytes_per_point`, docs/benchmarks.md). The default batch
-size keeps a tile within :data:`MEMORY_BUDGET`.
+for a depth-2 MLP; the sum over the operator's terms), plus a per-pair term that grows with
+``batch^2`` (:func:`tile_bytes`; XLA's working memory measured below that bound,
+docs/benchmarks.md). The default batch size keeps a tile within :data:`MEMORY_BUDGET`.
 """
 import functools
 from typing import Callable, Optional, Sequence, Tuple
@@ -50,24 +50,35 @@ from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, chec
 from ntkpde.operators import LinearOperator
 from ntkpde.rates import bootstrap_slope, loglog_slope  # noqa: F401 (finite.loglog_slope)
 
-MAX_BATCH = 1024
+MAX_BATCH = 256
 MEMORY_BUDGET = 2 << 30  # bytes per tile for the default batch size
 
 
 def tile_bytes_per_point(params, op: LinearOperator) -> int:
-  """Upper bound on the bytes one point under ``op`` costs in a tile (one side):
-  ``8 D sum_k 2^|alpha_k|`` with ``D`` the sum over parameter arrays of their dimensions
-  (structured factors of every ``jvp`` stream; ``benchmarks/empirical_ntk_memory.py``)."""
+  """The per-point part of :func:`tile_bytes`, one side: ``8 D sum_k 2^|alpha_k|`` with ``D``
+  the sum over parameter arrays of their dimensions (structured factors of every ``jvp``
+  stream)."""
   dims = sum(sum(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
   return 8 * max(dims, 1) * sum(2 ** term.order for term in op.terms)
 
 
+def tile_bytes(params, ops: Sequence[LinearOperator], batch: int) -> int:
+  """Upper bound on the working memory of a ``batch x batch`` tile of the network with one
+  output per operator in ``ops``: ``2 batch sum_ops tile_bytes_per_point + batch^2 16 C^2 s^2``
+  (``C`` operators, ``s`` the largest ``sum_k 2^|alpha_k|``: the per-pair contractions);
+  measured at 0.3-0.9x (``benchmarks/empirical_ntk_memory.py``, docs/benchmarks.md)."""
+  ops = tuple(dict.fromkeys(ops))
+  streams = max(sum(2 ** term.order for term in op.terms) for op in ops)
+  per_point = sum(tile_bytes_per_point(params, op) for op in ops)
+  return 2 * batch * per_point + batch ** 2 * 16 * len(ops) ** 2 * streams ** 2
+
+
 def default_batch_size(params, *ops: LinearOperator) -> int:
-  """The largest batch (at most :data:`MAX_BATCH`, at least 1) whose tile stays within
-  :data:`MEMORY_BUDGET` for the network with one output per distinct operator in ``ops``:
-  ``budget / (2 bytes per point)``, a point costing the sum of :func:`tile_bytes_per_point`."""
-  per_point = sum(tile_bytes_per_point(params, op) for op in dict.fromkeys(ops))
-  return int(max(1, min(MAX_BATCH, MEMORY_BUDGET // (2 * per_point))))
+  """The largest batch (at most :data:`MAX_BATCH`, at least 1) whose tile (:func:`tile_bytes`,
+  the network with one output per distinct operator in ``ops``) stays within
+  :data:`MEMORY_BUDGET`."""
+  fits = [b for b in range(1, MAX_BATCH + 1) if tile_bytes(params, ops, b) <= MEMORY_BUDGET]
+  return fits[-1] if fits else 1
 
 
 def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:

@@ -236,9 +236,9 @@ def test_gpu_script_smoke_run_feeds_the_stored_results_reader(tmp_path):
 
 
 def test_default_batch_keeps_a_tile_within_the_memory_budget():
-  """A point costs ``8 D sum_k 2^|alpha_k|`` bytes per side, ``D`` the sum of the parameter
-  arrays' dimensions; a mixed block evaluates both operators. The batch is the budget over
-  twice that, clipped to [1, MAX_BATCH]."""
+  """A point costs ``8 D sum_k 2^|alpha_k|`` bytes per side and operator (``D`` the sum of the
+  parameter arrays' dimensions), a pair of points ``16 C^2 s^2``; the default batch is the
+  largest in [1, MAX_BATCH] whose tile fits the budget."""
   from ntkpde.operators import identity
   ident = identity(("x", "y"))
 
@@ -247,11 +247,13 @@ def test_default_batch_keeps_a_tile_within_the_memory_budget():
             (jax.ShapeDtypeStruct((width, 1), jnp.float64), jax.ShapeDtypeStruct((1,), jnp.float64))]
   assert finite.tile_bytes_per_point(params(10), LAP) == 8 * 34 * 8
   assert finite.tile_bytes_per_point(params(10), ident) == 8 * 34
+  assert finite.tile_bytes(params(10), (LAP, ident), 3) == 2 * 3 * 8 * 34 * 9 + 9 * 16 * 4 * 64
   assert finite.default_batch_size(params(64), LAP) == finite.MAX_BATCH
-  w = 10 ** 6
-  assert finite.default_batch_size(params(w), LAP) == finite.MEMORY_BUDGET // (2 * 8 * (3 * w + 4) * 8)
-  assert finite.default_batch_size(params(w), LAP, ident) == \
-      finite.MEMORY_BUDGET // (2 * 8 * (3 * w + 4) * 9) == 4
+  for w, ops in [(10 ** 6, (LAP,)), (10 ** 6, (LAP, ident)), (10 ** 5, (LAP, ident))]:
+    batch = finite.default_batch_size(params(w), *ops)
+    assert finite.tile_bytes(params(w), ops, batch) <= finite.MEMORY_BUDGET
+    assert finite.tile_bytes(params(w), ops, batch + 1) > finite.MEMORY_BUDGET
+  assert finite.default_batch_size(params(10 ** 6), LAP, ident) == 4
   assert finite.default_batch_size(params(10 ** 9), LAP) == 1
 
 
