@@ -41,7 +41,7 @@ from ntkpde import operator_kernels
 from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 
 STALL = 1e-6
-MAX_HALVINGS = 8
+MAX_HALVINGS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +153,11 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   ``channels``: ``[(name, NonlinearOperator, points (n_c, d))]`` (e.g.
   ``problem.sample().channels`` of a :class:`ntkpde.problems.NonlinearProblem`),
   ``targets``: one ``(n_c,)`` array per channel. Starts at ``u_0 = 0``; converged when the
-  relative update of the measurements is below ``tol`` or the residual is stationary
-  (relative change below ``STALL``: the update has reached the rounding floor of the
-  ill-conditioned system, about ``cond * eps``); else raises ``GaussNewtonDivergence``
+  relative update of the measurements is below ``tol``, or when a full step leaves the
+  residual stationary (relative change below ``STALL``: the update has reached the
+  rounding floor of the ill-conditioned system, about ``cond * eps``; a stationary
+  residual under damped steps is a stuck iteration, not a solution); else raises
+  ``GaussNewtonDivergence``
   after ``max_iterations``. ``x_test`` with ``exact`` (values there) records the relative L2
   error per step; ``progress(step)`` is called after each step. Raises
   ``GaussNewtonDivergence`` if the residual becomes non-finite or grows above
@@ -228,7 +230,8 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
           f"Gauss-Newton diverged at iteration {iteration}: residual {residual:.3e} (largest "
           f"earlier {worst:.3e}). Try a larger nugget, more collocation points or a "
           f"different kernel scale.", tuple(history))
-    stalled = previous is not None and abs(residual - previous) <= STALL * residual
+    stalled = (size == 1 and previous is not None
+               and abs(residual - previous) <= STALL * residual)
     worst = max(worst, residual)
     if update <= tol or stalled:
       converged = True

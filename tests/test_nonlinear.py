@@ -108,3 +108,19 @@ def test_bad_input(change, error, message):
   kwargs.update(change)
   with pytest.raises(error, match=message):
     nonlinear.solve(nonlinear.gaussian_kernel(1.0), **kwargs)
+
+
+def test_cli_gauss_newton(tmp_path, capsys):
+  from ntkpde import cli
+  code = cli.main(["solve", "allen_cahn1d", "--method", "gauss-newton", "--kernel", "gauss:0.1",
+                   "--n-test", "41", "--out", str(tmp_path)])
+  assert code == 0
+  import json
+  result = json.loads((tmp_path / "results.json").read_text())
+  assert result["rows"][0]["rel_l2_error"] < 1e-3 and result["rows"][0]["iterations"] <= 10
+  assert {p.name for p in tmp_path.glob("*.png")} == {"solution.png", "error.png",
+                                                      "convergence.png"}
+  assert cli.main(["solve", "allen_cahn1d", "--out", str(tmp_path)]) == 2
+  assert "use --method gauss-newton" in capsys.readouterr().out
+  assert cli.main(["solve", "allen_cahn1d", "--method", "gauss-newton", "--kernel", "rbf",
+                   "--out", str(tmp_path)]) == 2
