@@ -1,13 +1,12 @@
 """ntkpde.nonlinear: the Gaussian kernel against SymPy, Gauss-Newton against kernel
 regression on a linear problem (one step, same numbers), converged solutions against
 finite-difference residuals of the PDE, errors for divergence and bad input."""
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy
 
 import ntkpde
-from ntkpde import nonlinear, operators, problems
+from ntkpde import nonlinear, problems
 from ntkpde.operators import parse, parse_nonlinear
 from ntkpde.predict import gradient_descent_mse_ensemble
 

@@ -274,10 +274,10 @@ def _run_gauss_newton(args, problem) -> int:
   start = time.perf_counter()
   sample = problem.sample(sizes, sampler=args.sampler, seed=args.seed)
   if not isinstance(problem, problems.NonlinearProblem):   # linear text reads as nonlinear too
-    sample = problems.Sample(tuple(
-        ntkpde.Channel(c.name, operators.parse_nonlinear(problem._spec(c.name).operator,
-                                                         problem.coords, dict(problem.params) or None),
-                       c.points) for c in sample.channels), sample.targets)
+    params = dict(problem.params) or None
+    sample = problems.Sample(tuple(ntkpde.Channel(c.name, operators.parse_nonlinear(
+        problem._spec(c.name).operator, problem.coords, params), c.points)
+        for c in sample.channels), sample.targets)
   print(f"[1/3] {problem.name}: {problem.description}; channels {sample.sizes}; {description}",
         flush=True)
   n_test = args.n_test or (201 if len(problem.coords) == 1 else 41)
