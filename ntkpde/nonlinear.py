@@ -175,16 +175,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   equations = _check_equations(channels, targets)
   if (x_test is None) != (exact is None):
     raise ValueError("pass x_test and exact together (or neither).")
-  # Measurement functionals D^alpha at X_c, and where each lies in z.
-  measures, index, offset = [], [], 0
-  for name, op, points, _ in equations:
-    rows = []
-    for alpha in op.multi_indices:
-      measures.append(operator_kernels.Channel(f"{name}:{alpha}",
-                                               _derivative_operator(op.coords, alpha), points))
-      rows.append(np.arange(offset, offset + len(points)))
-      offset += len(points)
-    index.append(np.stack(rows))                  # (|A_c|, n_c)
+  measures, index = _measurements(equations)
   theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
   cross = None
   if x_test is not None:
@@ -245,6 +236,77 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
         f"{cond:.1e}): raise the nugget or max_iterations.", tuple(history))
   return Solution(kernel_fn, get, tuple(measures), weights, z, tuple(history), cond,
                   time.perf_counter() - start)
+
+
+def _measurements(equations):
+  """Measurement functionals ``D^alpha`` at ``X_c`` (as channels) and, per equation channel,
+  the ``(|A_c|, n_c)`` positions of its measurements in ``z``."""
+  measures, index, offset = [], [], 0
+  for name, op, points, _ in equations:
+    rows = []
+    for alpha in op.multi_indices:
+      measures.append(operator_kernels.Channel(f"{name}:{alpha}",
+                                               _derivative_operator(op.coords, alpha), points))
+      rows.append(np.arange(offset, offset + len(points)))
+      offset += len(points)
+    index.append(np.stack(rows))
+  return tuple(measures), index
+
+
+def gradient_descent(kernel_fn: Callable, channels: Sequence, targets: Sequence, steps,
+                     learning_rate: float, x_test, get: str = "ntk", relinearize: bool = True
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  """Infinite-width gradient descent on a nonlinear physics loss.
+
+  A network ``u(x; theta)`` centred at initialisation (``u_0 = 0``), trained by gradient
+  descent with step ``eta`` on ``L = 1/(2n) sum_i r_i^2``, ``r = N[u](X) - f``, moves at
+  infinite width (constant NTK ``Theta``) as ``u_{k+1}(x) = u_k(x) - c sum_i [N'[u_k]_{x'}
+  Theta(x, x_i)] r_i(k)`` with ``c = learning_rate`` (``eta / n``): the residual NTK is the
+  operator kernel of the operator linearised at the *current* function (Wang, Yu &
+  Perdikaris 2022, eq. (4.6), with ``N'[u_k]`` in place of a fixed ``T``). In the
+  measurement representation of :func:`solve`, ``u_k = sum_j [D^beta_j Theta(., x_j)] w_j``,
+  ``z = Theta_meas w`` and ``w_{k+1} = w_k - c M(z_k)^T (F(z_k) - f)``.
+
+  ``relinearize=True`` iterates this exactly (the relinearising, time-stepped dynamics);
+  ``relinearize=False`` is the lazy closed form: the residual linearised at ``u_0``,
+  ``r_k = (I - c K_0)^k r_0`` with ``K_0 = M_0 Theta_meas M_0^T`` the operator NTK of
+  ``N'[u_0]`` (:func:`ntkpde.predict.residual_flow`), and ``u_k = Theta_x M_0^T a_k`` with
+  ``K_0 a_k = r_k - r_0``. Returns ``(u at x_test per step (len(steps), n_test),
+  root-mean-square residual per step)``; ``steps`` are non-negative integers.
+  """
+  from ntkpde.predict import residual_flow
+  equations = _check_equations(channels, targets)
+  steps = np.asarray(steps)
+  if steps.ndim != 1 or not np.issubdtype(steps.dtype, np.integer) or np.any(steps < 0):
+    raise ValueError(f"steps must be a 1-D array of non-negative integers, got {steps!r}.")
+  if not (np.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+  measures, index = _measurements(equations)
+  theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
+  cross = _cross_matrix(kernel_fn, measures, x_test, get)
+  f = np.concatenate([eq[3] for eq in equations])
+  w = np.zeros(len(theta))
+  values, grads = _linearise(equations, index, theta @ w)
+  if not relinearize:
+    M = _sparse_rows(grads, index, len(w))
+    K0 = np.asarray((M @ theta) @ M.T)
+    r0 = values - f
+    r = residual_flow(K0, r0, learning_rate=learning_rate).steps(steps)
+    a = np.linalg.lstsq(K0, (r - r0).T, rcond=None)[0]
+    return (cross @ (M.T @ a)).T, np.sqrt(np.mean(r ** 2, axis=1))
+  order = np.argsort(steps)
+  outputs, norms, done = np.empty((len(steps), len(cross))), np.empty(len(steps)), 0
+  for j in order:
+    for _ in range(int(steps[j]) - done):
+      M = _sparse_rows(grads, index, len(w))
+      w = w - learning_rate * (M.T @ (values - f))
+      values, grads = _linearise(equations, index, theta @ w)
+      if not np.all(np.isfinite(values)):
+        raise GaussNewtonDivergence(f"gradient descent diverged before step {steps[j]}: lower "
+                                    f"the learning rate.", ())
+    done = int(steps[j])
+    outputs[j], norms[j] = cross @ w, _rms(values - f)
+  return outputs, norms
 
 
 def _rms(r) -> float:
