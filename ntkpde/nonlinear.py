@@ -109,7 +109,7 @@ class Solution:
   weights: np.ndarray
   measurements: np.ndarray
   history: Tuple[Step, ...]
-  condition_number: float                           # of the last linear system, nugget included
+  condition_number: float        # 1-norm estimate, last linear system, nugget included
   seconds: float
 
   def __call__(self, x) -> np.ndarray:
@@ -199,7 +199,9 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     for _ in range(MAX_HALVINGS + 1):
       trial_z = theta @ (weights + size * direction)
       trial_values, trial_grads = _linearise(equations, index, trial_z)
-      trial = (_rms(trial_values - f), size, trial_z, trial_values, trial_grads)
+      trial_residual = _rms(trial_values - f)
+      trial_residual = trial_residual if np.isfinite(trial_residual) else np.inf
+      trial = (trial_residual, size, trial_z, trial_values, trial_grads)
       if best is None or trial[0] < best[0]:
         best = trial
       if trial[0] < residual:
@@ -216,15 +218,14 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     history.append(step)
     if progress is not None:
       progress(step)
-    if not np.isfinite(residual) or (worst is not None and residual > 1e6 * worst):
+    if not np.isfinite(residual) or residual > 1e6 * worst:
       raise GaussNewtonDivergence(
           f"Gauss-Newton diverged at iteration {iteration}: residual {residual:.3e} (largest "
           f"earlier {worst:.3e}). Try a larger nugget, more collocation points or a "
           f"different kernel scale.", tuple(history))
-    stalled = (size == 1 and previous is not None
-               and abs(residual - previous) <= STALL * residual)
+    stalled = previous is not None and abs(residual - previous) <= STALL * residual
     worst = max(worst, residual)
-    if update <= tol or stalled:
+    if size == 1 and (update <= tol or stalled):   # damped steps are never convergence
       converged = True
       break
   if not converged:
@@ -352,7 +353,8 @@ def _add_nugget(system, sizes, nugget):
 
 def _solve_psd(system, rhs):
   """Cholesky solve; ``ValueError`` suggesting a nugget when ``system`` is not positive
-  definite to working precision. Returns the solution and the 2-norm condition estimate."""
+  definite to working precision. Returns the solution and the 1-norm condition estimate
+  (LAPACK ``pocon``)."""
   try:
     factor = scipy.linalg.cho_factor(system, lower=True)
   except np.linalg.LinAlgError:
