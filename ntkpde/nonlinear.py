@@ -15,7 +15,8 @@ Gram matrix ``Theta = [D^alpha_x D^beta_x' K(X_c, X_c')]`` (computed once, by
 Chen et al. (2021), eq. (3.8) with their nugget ``R``; here ``R`` is ``nugget`` times the
 mean diagonal of each channel's block of ``M_k Theta M_k^T``. The step is damped
 (``z_k + s (z_{k+1} - z_k)``, ``s = 1, 1/2, ...``, at most ``MAX_HALVINGS`` halvings) only
-when the full step would increase the root-mean-square residual ``|F(z) - f|``, so close
+when the full step would increase the root-mean-square residual ``|F(z) - f|`` (beyond
+rounding: ``STALL``, ``FLOOR``), so close
 to a solution it is the plain Gauss-Newton step; far from one (steady Allen-Cahn from
 ``u_0 = 0``) the plain iteration can cycle. ``M_k Theta M_k^T`` is the
 block Gram of the Frechet-linearised operators ``N_c'[u_k]``
@@ -41,6 +42,7 @@ from ntkpde import operator_kernels
 from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 
 STALL = 1e-6
+FLOOR = 1e-9        # residual changes below FLOOR * rms(f) are rounding (and nugget) level
 MAX_HALVINGS = 20
 
 
@@ -154,9 +156,10 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   ``problem.sample().channels`` of a :class:`ntkpde.problems.NonlinearProblem`),
   ``targets``: one ``(n_c,)`` array per channel. Starts at ``u_0 = 0``; converged when the
   relative update of the measurements is below ``tol``, or when a full step leaves the
-  residual stationary (relative change below ``STALL``: the update has reached the
-  rounding floor of the ill-conditioned system, about ``cond * eps``; a stationary
-  residual under damped steps is a stuck iteration, not a solution); else raises
+  residual stationary (change below ``STALL`` times the residual plus ``FLOOR`` times
+  the root mean square of ``f``: the update has reached the rounding floor of the
+  ill-conditioned system, about ``cond * eps``, or the nugget's; a stationary residual
+  under damped steps is a stuck iteration, not a solution); else raises
   ``GaussNewtonDivergence``
   after ``max_iterations``. ``x_test`` with ``exact`` (values there) records the relative L2
   error per step; ``progress(step)`` is called after each step. Raises
@@ -186,6 +189,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   values, grads = _linearise(equations, index, z)
   residual = _rms(values - f)
   history, worst = [], residual
+  floor = FLOOR * _rms(f)
   converged, cond = False, np.inf
   for iteration in range(1, int(max_iterations) + 1):
     tic = time.perf_counter()
@@ -194,7 +198,8 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     system = _add_nugget(system, [len(eq[2]) for eq in equations], nugget)
     gamma, cond = _solve_psd(system, f - values + M @ z)
     direction = M.T @ gamma - weights
-    # Backtracking: the full Gauss-Newton step unless it increases the residual.
+    # Backtracking: the full Gauss-Newton step unless it increases the residual (beyond
+    # rounding, STALL); else the best of the halved steps.
     size, best = 1.0, None
     for _ in range(MAX_HALVINGS + 1):
       trial_z = theta @ (weights + size * direction)
@@ -202,10 +207,11 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
       trial_residual = _rms(trial_values - f)
       trial_residual = trial_residual if np.isfinite(trial_residual) else np.inf
       trial = (trial_residual, size, trial_z, trial_values, trial_grads)
-      if best is None or trial[0] < best[0]:
+      if trial_residual <= residual * (1 + STALL) + floor:   # no increase beyond rounding
         best = trial
-      if trial[0] < residual:
         break
+      if best is None or trial_residual < best[0]:
+        best = trial
       size /= 2
     residual, size, z_new, values, grads = best
     weights = weights + size * direction
@@ -223,7 +229,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
           f"Gauss-Newton diverged at iteration {iteration}: residual {residual:.3e} (largest "
           f"earlier {worst:.3e}). Try a larger nugget, more collocation points or a "
           f"different kernel scale.", tuple(history))
-    stalled = previous is not None and abs(residual - previous) <= STALL * residual
+    stalled = previous is not None and abs(residual - previous) <= STALL * residual + floor
     worst = max(worst, residual)
     if size == 1 and (update <= tol or stalled):   # damped steps are never convergence
       converged = True
