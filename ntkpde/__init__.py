@@ -15,9 +15,11 @@ from ntkpde.operator_kernels import (BlockGram, Channel, NonFiniteKernelError, g
                                      operator_kernel)
 from ntkpde import spectrum  # noqa: E402
 from ntkpde import finite, sketch, training  # noqa: E402
+from ntkpde import nonlinear, output_maps, references  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["ACTIVATIONS", "BlockGram", "Channel", "KernelFn", "Network", "NonFiniteKernelError",
-           "finite", "gram", "input_maps", "mlp", "network", "operator_kernel", "operators",
-           "predict", "problems", "sketch", "spectrum", "training", "weights"]
+           "finite", "gram", "input_maps", "mlp", "network", "nonlinear", "operator_kernel",
+           "operators", "output_maps", "predict", "problems", "references", "sketch", "spectrum",
+           "training", "weights"]

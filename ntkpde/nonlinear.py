@@ -15,7 +15,8 @@ Gram matrix ``Theta = [D^alpha_x D^beta_x' K(X_c, X_c')]`` (computed once, by
 Chen et al. (2021), eq. (3.8) with their nugget ``R``; here ``R`` is ``nugget`` times the
 mean diagonal of each channel's block of ``M_k Theta M_k^T``. The step is damped
 (``z_k + s (z_{k+1} - z_k)``, ``s = 1, 1/2, ...``, at most ``MAX_HALVINGS`` halvings) only
-when the full step would increase the root-mean-square residual ``|F(z) - f|``, so close
+when the full step would increase the root-mean-square residual ``|F(z) - f|`` (beyond
+rounding: ``STALL``, ``FLOOR``), so close
 to a solution it is the plain Gauss-Newton step; far from one (steady Allen-Cahn from
 ``u_0 = 0``) the plain iteration can cycle. ``M_k Theta M_k^T`` is the
 block Gram of the Frechet-linearised operators ``N_c'[u_k]``
@@ -41,7 +42,8 @@ from ntkpde import operator_kernels
 from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 
 STALL = 1e-6
-MAX_HALVINGS = 8
+FLOOR = 1e-9        # residual changes below FLOOR * rms(f) are rounding (and nugget) level
+MAX_HALVINGS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +111,7 @@ class Solution:
   weights: np.ndarray
   measurements: np.ndarray
   history: Tuple[Step, ...]
-  condition_number: float                           # of the last linear system, nugget included
+  condition_number: float        # 1-norm estimate, last linear system, nugget included
   seconds: float
 
   def __call__(self, x) -> np.ndarray:
@@ -153,9 +155,12 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   ``channels``: ``[(name, NonlinearOperator, points (n_c, d))]`` (e.g.
   ``problem.sample().channels`` of a :class:`ntkpde.problems.NonlinearProblem`),
   ``targets``: one ``(n_c,)`` array per channel. Starts at ``u_0 = 0``; converged when the
-  relative update of the measurements is below ``tol`` or the residual is stationary
-  (relative change below ``STALL``: the update has reached the rounding floor of the
-  ill-conditioned system, about ``cond * eps``); else raises ``GaussNewtonDivergence``
+  relative update of the measurements is below ``tol``, or when a full step leaves the
+  residual stationary (change below ``STALL`` times the residual plus ``FLOOR`` times
+  the root mean square of ``f``: the update has reached the rounding floor of the
+  ill-conditioned system, about ``cond * eps``, or the nugget's; a stationary residual
+  under damped steps is a stuck iteration, not a solution); else raises
+  ``GaussNewtonDivergence``
   after ``max_iterations``. ``x_test`` with ``exact`` (values there) records the relative L2
   error per step; ``progress(step)`` is called after each step. Raises
   ``GaussNewtonDivergence`` if the residual becomes non-finite or grows above
@@ -173,16 +178,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   equations = _check_equations(channels, targets)
   if (x_test is None) != (exact is None):
     raise ValueError("pass x_test and exact together (or neither).")
-  # Measurement functionals D^alpha at X_c, and where each lies in z.
-  measures, index, offset = [], [], 0
-  for name, op, points, _ in equations:
-    rows = []
-    for alpha in op.multi_indices:
-      measures.append(operator_kernels.Channel(f"{name}:{alpha}",
-                                               _derivative_operator(op.coords, alpha), points))
-      rows.append(np.arange(offset, offset + len(points)))
-      offset += len(points)
-    index.append(np.stack(rows))                  # (|A_c|, n_c)
+  measures, index = _measurements(equations)
   theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
   cross = None
   if x_test is not None:
@@ -193,6 +189,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   values, grads = _linearise(equations, index, z)
   residual = _rms(values - f)
   history, worst = [], residual
+  floor = FLOOR * _rms(f)
   converged, cond = False, np.inf
   for iteration in range(1, int(max_iterations) + 1):
     tic = time.perf_counter()
@@ -201,16 +198,20 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     system = _add_nugget(system, [len(eq[2]) for eq in equations], nugget)
     gamma, cond = _solve_psd(system, f - values + M @ z)
     direction = M.T @ gamma - weights
-    # Backtracking: the full Gauss-Newton step unless it increases the residual.
+    # Backtracking: the full Gauss-Newton step unless it increases the residual (beyond
+    # rounding, STALL); else the best of the halved steps.
     size, best = 1.0, None
     for _ in range(MAX_HALVINGS + 1):
       trial_z = theta @ (weights + size * direction)
       trial_values, trial_grads = _linearise(equations, index, trial_z)
-      trial = (_rms(trial_values - f), size, trial_z, trial_values, trial_grads)
-      if best is None or trial[0] < best[0]:
+      trial_residual = _rms(trial_values - f)
+      trial_residual = trial_residual if np.isfinite(trial_residual) else np.inf
+      trial = (trial_residual, size, trial_z, trial_values, trial_grads)
+      if trial_residual <= residual * (1 + STALL) + floor:   # no increase beyond rounding
         best = trial
-      if trial[0] < residual:
         break
+      if best is None or trial_residual < best[0]:
+        best = trial
       size /= 2
     residual, size, z_new, values, grads = best
     weights = weights + size * direction
@@ -223,14 +224,14 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     history.append(step)
     if progress is not None:
       progress(step)
-    if not np.isfinite(residual) or (worst is not None and residual > 1e6 * worst):
+    if not np.isfinite(residual) or residual > 1e6 * worst:
       raise GaussNewtonDivergence(
           f"Gauss-Newton diverged at iteration {iteration}: residual {residual:.3e} (largest "
           f"earlier {worst:.3e}). Try a larger nugget, more collocation points or a "
           f"different kernel scale.", tuple(history))
-    stalled = previous is not None and abs(residual - previous) <= STALL * residual
+    stalled = previous is not None and abs(residual - previous) <= STALL * residual + floor
     worst = max(worst, residual)
-    if update <= tol or stalled:
+    if size == 1 and (update <= tol or stalled):   # damped steps are never convergence
       converged = True
       break
   if not converged:
@@ -242,6 +243,77 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
         f"{cond:.1e}): raise the nugget or max_iterations.", tuple(history))
   return Solution(kernel_fn, get, tuple(measures), weights, z, tuple(history), cond,
                   time.perf_counter() - start)
+
+
+def _measurements(equations):
+  """Measurement functionals ``D^alpha`` at ``X_c`` (as channels) and, per equation channel,
+  the ``(|A_c|, n_c)`` positions of its measurements in ``z``."""
+  measures, index, offset = [], [], 0
+  for name, op, points, _ in equations:
+    rows = []
+    for alpha in op.multi_indices:
+      measures.append(operator_kernels.Channel(f"{name}:{alpha}",
+                                               _derivative_operator(op.coords, alpha), points))
+      rows.append(np.arange(offset, offset + len(points)))
+      offset += len(points)
+    index.append(np.stack(rows))
+  return tuple(measures), index
+
+
+def gradient_descent(kernel_fn: Callable, channels: Sequence, targets: Sequence, steps,
+                     learning_rate: float, x_test, get: str = "ntk", relinearize: bool = True
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  """Infinite-width gradient descent on a nonlinear physics loss.
+
+  A network ``u(x; theta)`` centred at initialisation (``u_0 = 0``), trained by gradient
+  descent with step ``eta`` on ``L = 1/(2n) sum_i r_i^2``, ``r = N[u](X) - f``, moves at
+  infinite width (constant NTK ``Theta``) as ``u_{k+1}(x) = u_k(x) - c sum_i [N'[u_k]_{x'}
+  Theta(x, x_i)] r_i(k)`` with ``c = learning_rate`` (``eta / n``): the residual NTK is the
+  operator kernel of the operator linearised at the *current* function (Wang, Yu &
+  Perdikaris 2022, eq. (4.6), with ``N'[u_k]`` in place of a fixed ``T``). In the
+  measurement representation of :func:`solve`, ``u_k = sum_j [D^beta_j Theta(., x_j)] w_j``,
+  ``z = Theta_meas w`` and ``w_{k+1} = w_k - c M(z_k)^T (F(z_k) - f)``.
+
+  ``relinearize=True`` iterates this exactly (the relinearising, time-stepped dynamics);
+  ``relinearize=False`` is the lazy closed form: the residual linearised at ``u_0``,
+  ``r_k = (I - c K_0)^k r_0`` with ``K_0 = M_0 Theta_meas M_0^T`` the operator NTK of
+  ``N'[u_0]`` (:func:`ntkpde.predict.residual_flow`), and ``u_k = Theta_x M_0^T a_k`` with
+  ``K_0 a_k = r_k - r_0``. Returns ``(u at x_test per step (len(steps), n_test),
+  root-mean-square residual per step)``; ``steps`` are non-negative integers.
+  """
+  from ntkpde.predict import residual_flow
+  equations = _check_equations(channels, targets)
+  steps = np.asarray(steps)
+  if steps.ndim != 1 or not np.issubdtype(steps.dtype, np.integer) or np.any(steps < 0):
+    raise ValueError(f"steps must be a 1-D array of non-negative integers, got {steps!r}.")
+  if not (np.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+  measures, index = _measurements(equations)
+  theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
+  cross = _cross_matrix(kernel_fn, measures, x_test, get)
+  f = np.concatenate([eq[3] for eq in equations])
+  w = np.zeros(len(theta))
+  values, grads = _linearise(equations, index, theta @ w)
+  if not relinearize:
+    M = _sparse_rows(grads, index, len(w))
+    K0 = np.asarray((M @ theta) @ M.T)
+    r0 = values - f
+    r = residual_flow(K0, r0, learning_rate=learning_rate).steps(steps)
+    a = np.linalg.lstsq(K0, (r - r0).T, rcond=None)[0]
+    return (cross @ (M.T @ a)).T, np.sqrt(np.mean(r ** 2, axis=1))
+  order = np.argsort(steps)
+  outputs, norms, done = np.empty((len(steps), len(cross))), np.empty(len(steps)), 0
+  for j in order:
+    for _ in range(int(steps[j]) - done):
+      M = _sparse_rows(grads, index, len(w))
+      w = w - learning_rate * (M.T @ (values - f))
+      values, grads = _linearise(equations, index, theta @ w)
+      if not np.all(np.isfinite(values)):
+        raise GaussNewtonDivergence(f"gradient descent diverged before step {steps[j]}: lower "
+                                    f"the learning rate.", ())
+    done = int(steps[j])
+    outputs[j], norms[j] = cross @ w, _rms(values - f)
+  return outputs, norms
 
 
 def _rms(r) -> float:
@@ -287,7 +359,8 @@ def _add_nugget(system, sizes, nugget):
 
 def _solve_psd(system, rhs):
   """Cholesky solve; ``ValueError`` suggesting a nugget when ``system`` is not positive
-  definite to working precision. Returns the solution and the 2-norm condition estimate."""
+  definite to working precision. Returns the solution and the 1-norm condition estimate
+  (LAPACK ``pocon``)."""
   try:
     factor = scipy.linalg.cho_factor(system, lower=True)
   except np.linalg.LinAlgError:

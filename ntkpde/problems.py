@@ -372,10 +372,11 @@ for _problem in (
     NonlinearProblem("allen_cahn1d", ("x",), ((-1.0, 1.0),), "tanh(x/(sqrt(2)*eps))",
                      (ChannelSpec("interior", "eps**2*u_xx + u - u**3", "interior", 64),
                       _dirichlet_1d(-1.0, 1.0)),
-                     params={"eps": 0.3},
+                     params={"eps": 0.4},
                      description="steady Allen-Cahn eps^2 u_xx + u - u^3 = 0 on [-1, 1], "
                                  "u* = tanh(x / (sqrt(2) eps)) (the interface solution; from "
-                                 "u_0 = 0 Gauss-Newton finds it for eps = 0.3, not for 0.1-0.2)"),
+                                 "u_0 = 0 Gauss-Newton reaches it reliably for eps >= 0.4, "
+                                 "at some point sets for 0.3, not for 0.1-0.2)"),
     NonlinearProblem("burgers1d", **_BURGERS, params={"nu": 0.01 / np.pi},
                      description="u_t + u u_x = nu u_xx on [-1, 1] x [0, 1], nu = 0.01/pi, "
                                  "u(x, 0) = -sin(pi x), u(+-1, t) = 0; Cole-Hopf reference"),

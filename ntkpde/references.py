@@ -5,7 +5,8 @@
   1950; the form of Basdevant et al. 1986, eq. (3.4)):
 
       u(x, t) = - int sin(pi (x - eta)) g(x - eta) exp(-eta^2 / (4 nu t)) d eta
-                  / int g(x - eta) exp(-eta^2 / (4 nu t)) d eta,   g(y) = exp(-cos(pi y) / (2 pi nu)),
+                  / int g(x - eta) exp(-eta^2 / (4 nu t)) d eta,
+      g(y) = exp(-cos(pi y) / (2 pi nu)),
 
   evaluated by composite Gauss-Legendre quadrature in ``s = eta / sqrt(4 nu t)`` over
   ``|s| <= 14`` (the Gaussian factor is below ``e^-196``, the log-range of ``g`` is

@@ -1,13 +1,12 @@
 """ntkpde.nonlinear: the Gaussian kernel against SymPy, Gauss-Newton against kernel
 regression on a linear problem (one step, same numbers), converged solutions against
 finite-difference residuals of the PDE, errors for divergence and bad input."""
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy
 
 import ntkpde
-from ntkpde import nonlinear, operators, problems
+from ntkpde import nonlinear, problems
 from ntkpde.operators import parse, parse_nonlinear
 from ntkpde.predict import gradient_descent_mse_ensemble
 
@@ -108,3 +107,59 @@ def test_bad_input(change, error, message):
   kwargs.update(change)
   with pytest.raises(error, match=message):
     nonlinear.solve(nonlinear.gaussian_kernel(1.0), **kwargs)
+
+
+def test_cli_gauss_newton(tmp_path, capsys):
+  from ntkpde import cli
+  code = cli.main(["solve", "allen_cahn1d", "--method", "gauss-newton", "--kernel", "gauss:0.1",
+                   "--n-test", "41", "--out", str(tmp_path)])
+  assert code == 0
+  import json
+  result = json.loads((tmp_path / "results.json").read_text())
+  assert result["rows"][0]["rel_l2_error"] < 1e-3 and result["rows"][0]["iterations"] <= 10
+  assert {p.name for p in tmp_path.glob("*.png")} == {"solution.png", "error.png",
+                                                      "convergence.png"}
+  assert cli.main(["solve", "allen_cahn1d", "--out", str(tmp_path)]) == 2
+  assert "use --method gauss-newton" in capsys.readouterr().out
+  assert cli.main(["solve", "allen_cahn1d", "--method", "gauss-newton", "--kernel", "rbf",
+                   "--out", str(tmp_path)]) == 2
+
+
+def _cubic_problem():
+  x_in = (np.arange(8) + 0.5)[:, None] / 8
+  s = np.sin(np.pi * x_in[:, 0])
+  return ([("interior", parse_nonlinear("-u_xx + u**3", "x"), x_in),
+           ("boundary", IDENT, np.array([[0.0], [1.0]]))], [np.pi ** 2 * s + s ** 3, np.zeros(2)])
+
+
+def test_gradient_descent_linear_recursion_equals_closed_form():
+  """For a linear operator the relinearising recursion and the lazy closed form (one
+  eigendecomposition, ntkpde.predict.residual_flow) are the same dynamics."""
+  k = nonlinear.gaussian_kernel(0.3)
+  channels, targets = _cubic_problem()
+  channels[0] = ("interior", parse_nonlinear("-u_xx + 2*u", "x"), channels[0][2])
+  x_test = np.linspace(0, 1, 9)[:, None]
+  steps = [0, 1, 7, 40]
+  c = 1e-3
+  u_rec, r_rec = nonlinear.gradient_descent(k, channels, targets, steps, c, x_test)
+  u_lazy, r_lazy = nonlinear.gradient_descent(k, channels, targets, steps, c, x_test,
+                                              relinearize=False)
+  np.testing.assert_array_equal(u_rec[0], 0.0)
+  np.testing.assert_allclose(r_rec, r_lazy, rtol=1e-10)
+  np.testing.assert_allclose(u_rec, u_lazy, rtol=1e-7, atol=1e-7 * np.abs(u_rec).max())
+  assert r_rec[-1] < 0.5 * r_rec[0]
+
+
+def test_gradient_descent_nonlinear_lazy_and_relinearised_part_after_one_step():
+  k = nonlinear.gaussian_kernel(0.3)
+  channels, targets = _cubic_problem()
+  x_test = np.linspace(0, 1, 9)[:, None]
+  c = 1e-3
+  u_rec, r_rec = nonlinear.gradient_descent(k, channels, targets, [1, 60], c, x_test)
+  u_lazy, r_lazy = nonlinear.gradient_descent(k, channels, targets, [1, 60], c, x_test,
+                                              relinearize=False)
+  np.testing.assert_allclose(u_rec[0], u_lazy[0], rtol=1e-8, atol=1e-10)
+  gap = np.linalg.norm(u_rec[1] - u_lazy[1]) / np.linalg.norm(u_rec[1])
+  assert gap > 1e-3, gap
+  with pytest.raises(ValueError, match="non-negative integers"):
+    nonlinear.gradient_descent(k, channels, targets, [0.5], c, x_test)

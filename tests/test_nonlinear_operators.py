@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import sympy
 
 import ntkpde
 from ntkpde import operators
@@ -42,7 +41,8 @@ CASES = [
     ("-u_xx + sin(u)", XY, None, lambda d, x, y: -d[3] + np.sin(d[0])),
     ("u_x**2 + u_y**2 - 1 + eps*(u_xx+u_yy)", XY, {"eps": 0.1},
      lambda d, x, y: d[1] ** 2 + d[2] ** 2 - 1 + 0.1 * (d[3] + d[4])),
-    ("x*exp(u)*u_y + Derivative(u, x, 2)", XY, None, lambda d, x, y: x * np.exp(d[0]) * d[2] + d[3]),
+    ("x*exp(u)*u_y + Derivative(u, x, 2)", XY, None,
+     lambda d, x, y: x * np.exp(d[0]) * d[2] + d[3]),
 ]
 POINTS = np.random.default_rng(0).uniform(-1, 1, (9, 2))
 
