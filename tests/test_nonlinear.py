@@ -120,7 +120,7 @@ def test_cli_gauss_newton(tmp_path, capsys):
   assert {p.name for p in tmp_path.glob("*.png")} == {"solution.png", "error.png",
                                                       "convergence.png"}
   assert cli.main(["solve", "allen_cahn1d", "--out", str(tmp_path)]) == 2
-  assert "use --method gauss-newton" in capsys.readouterr().out
+  assert "use --method gauss-newton" in capsys.readouterr().err
   assert cli.main(["solve", "allen_cahn1d", "--method", "gauss-newton", "--kernel", "rbf",
                    "--out", str(tmp_path)]) == 2
 
