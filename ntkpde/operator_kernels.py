@@ -114,6 +114,18 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
                    f"it anyway, or use operators of lower order.")
 
 
+def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
+  """A line before compilations measured to take over ~5 s on a 2-core CPU
+  (docs/benchmarks.md): total order 8 at depth >= 2 (8-18 s for erf), gelu from order 6
+  (8 s at order 6, ~2 minutes for biharmonic x biharmonic at depth 2)."""
+  total = T.order + S.order
+  if (total >= 8 and structure.depth >= 2) or (structure.activation == "gelu" and total >= 6):
+    warnings.warn(f"T_x S_x' K with T = {T}, S = {S} (total order {total}, "
+                  f"{structure.activation}, depth {structure.depth}): the first call compiles "
+                  f"for ten seconds to a few minutes on a CPU, once per input shape.",
+                  stacklevel=3)
+
+
 def _check_operator_order(kernel_fn, *ops: LinearOperator) -> None:
   limit = getattr(kernel_fn, "max_operator_order", None)
   for op in ops:
@@ -225,6 +237,7 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   _check_total_order(method, T, S, force)
   LOG.info("operator_kernel: %s route for T = %s, S = %s (%s)", method, T, S, get)
   if method == "taylor":
+    _warn_slow_taylor(kernel_fn.structure, T, S)
     fn = taylor_engine.operator_kernel_fn(kernel_fn.structure, kernel_fn.input_map, T, S, get)
   else:
     fn = _compiled(kernel_fn, T, S, get)

@@ -167,3 +167,12 @@ def test_compilation_cache_setting(tmp_path):
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        check=True).stdout.strip()
   assert out == "None"
+
+
+def test_slow_taylor_compilations_warn_before_they_start():
+  with pytest.warns(UserWarning, match="total order 8, erf, depth 2.*compiles"):
+    ntkpde.operator_kernel(ntkpde.mlp(2).kernel_fn, BEAM)  # nothing compiled here
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, BEAM)
