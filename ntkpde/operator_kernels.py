@@ -171,14 +171,27 @@ def _blocks(x: np.ndarray, tile: int):
 
 def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> Tuple[np.ndarray, int]:
   """``fn(x1, x2)`` assembled from calls on blocks of at most ``tile`` rows of each
-  (one compiled shape per axis), and the number of its entries that are not finite."""
+  (one compiled shape per axis), and the number of its entries that are not finite.
+
+  Tiles go round-robin to every visible JAX device (``jax.local_devices()``): one tile
+  per device is in flight while the previous round's results are copied into ``out``,
+  so several GPUs (or ``--xla_force_host_platform_device_count`` CPU devices) share the
+  work. Each tile is the same computation on whichever device, so the result does not
+  depend on the number of devices."""
   n1, n2 = len(x1), len(x2)
   out = np.empty((n1, n2))
   bad = 0
+  devices = jax.local_devices()
   columns = list(_blocks(x2, tile))
-  for i, a in _blocks(x1, tile):
-    for j, b in columns:
-      block = np.asarray(fn(a, b))[:min(len(a), n1 - i), :min(len(b), n2 - j)]
+  tasks = [(i, a, j, b) for i, a in _blocks(x1, tile) for j, b in columns]
+  for start in range(0, len(tasks), len(devices)):
+    pending = []
+    for device, (i, a, j, b) in zip(devices, tasks[start:start + len(devices)]):
+      if len(devices) > 1:
+        a, b = jax.device_put(a, device), jax.device_put(b, device)
+      pending.append((i, j, len(a), len(b), fn(a, b)))
+    for i, j, rows, cols, result in pending:
+      block = np.asarray(result)[:min(rows, n1 - i), :min(cols, n2 - j)]
       bad += block.size - int(np.count_nonzero(np.isfinite(block)))
       out[i:i + block.shape[0], j:j + block.shape[1]] = block
   return out, bad
