@@ -21,6 +21,16 @@ Markdown table) and, after every N, atomically to ``--json``.
   .venv/bin/python benchmarks/operator_kernel_speed.py --json /tmp/ok_speed.json
   .venv/bin/python benchmarks/operator_kernel_speed.py --large 16384
   .venv/bin/python benchmarks/operator_kernel_speed.py --gpu-sizes   # on a GPU
+
+``--orders`` instead measures the Taylor engine (``.method == "taylor"``) over
+operator pairs of total order 0-8, depths and activations: first call (compilation
+included), StableHLO lines of the compiled body, steady state against the plain kernel
+(interleaved medians), and flops per entry from XLA's cost analysis (the direction-pair
+loop body counted once per pair). ``--fused`` compares ``Lap_x Lap_x'`` of the
+one-layer erf NTK against a fused (SymPy-derived, CSE'd, jitted) closed form.
+
+  .venv/bin/python benchmarks/operator_kernel_speed.py --orders --n 256 --json /tmp/orders.json
+  .venv/bin/python benchmarks/operator_kernel_speed.py --fused --sizes 256 1024
 """
 import argparse
 import datetime
@@ -34,7 +44,9 @@ import time
 
 import numpy as np
 
-import ntkpde  # first: enables float64
+# First calls are measured with compilation: no persistent cache (ntkpde/__init__.py).
+os.environ.setdefault("NTKPDE_COMPILATION_CACHE", "off")
+import ntkpde  # noqa: E402  (first: enables float64)
 import jax
 import jax.numpy as jnp
 from ntkpde import reporting
@@ -126,6 +138,99 @@ def machine():
   }
 
 
+ORDER_PAIRS = {  # name -> (T, S, coordinates)
+    "I x I": ("u", "u", ("x", "y")),
+    "Lap x Lap": ("u_xx + u_yy", "u_xx + u_yy", ("x", "y")),
+    "Lap x u_xxx": ("u_xx + u_yy", "u_xxx", ("x", "y")),
+    "u_xxx x u_xxx": ("u_xxx", "u_xxx", ("x", "y")),
+    "beam u_xxxx x u_xxxx (1-d)": ("u_xxxx", "u_xxxx", ("x",)),
+    "biharmonic x biharmonic": ("u_xxxx + 2*u_xxyy + u_yyyy", "u_xxxx + 2*u_xxyy + u_yyyy",
+                                ("x", "y")),
+}
+
+
+def engine_program(kernel_fn, T, S, n, d):
+  """(StableHLO lines, flops per entry) of the Taylor engine's compiled body at n x n."""
+  from ntkpde import taylor_engine as te
+  f1, f2 = te.directional_form(T), te.directional_form(S)
+  core = te.compiled_core(kernel_fn.structure, kernel_fn.input_map, f1.directions,
+                          f2.directions, (T.order, S.order), "ntk")
+  x = jnp.zeros((n, d))
+  lowered = core.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
+  cost = lowered.compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  pairs = len(f1.directions) * len(f2.directions)
+  return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / n ** 2
+
+
+def orders_table(activations, depths, pairs, n, repeats, json_path, report):
+  """Rows of the ``--orders`` table (module docstring)."""
+  for activation in activations:
+    for depth in depths:
+      net = ntkpde.mlp(depth, activation=activation)
+      plain = jax.jit(lambda a, b, k=net.kernel_fn: k(a, b, "ntk"))
+      for name in pairs:
+        t_text, s_text, coords = ORDER_PAIRS[name]
+        T, S = (ntkpde.operators.parse(t, coords) for t in (t_text, s_text))
+        x = np.random.default_rng(0).uniform(-1.0, 1.0, (n, len(coords)))
+        op = ntkpde.operator_kernel(net.kernel_fn, T, S)
+        timings = timed_interleaved({"plain": (plain, repeats), "op": (op, repeats)}, (x, x),
+                                    repeats)
+        lines, flops = engine_program(net.kernel_fn, T, S, n, len(coords))
+        plain_lines, plain_flops = _plain_program(plain, x)
+        row = {"activation": activation, "depth": depth, "pair": name,
+               "order": T.order + S.order, "method": op.method, "n": n,
+               "first_s": timings["op"][0], "steady_s": timings["op"][1],
+               "plain_s": timings["plain"][1], "ratio": timings["op"][1] / timings["plain"][1],
+               "hlo_lines": lines, "flops_per_entry": flops, "plain_flops_per_entry": plain_flops,
+               "ns_per_flop": 1e9 * timings["op"][1] / (flops * n * n) if flops else None}
+        print(json.dumps(row), flush=True)
+        report["orders"].append(row)
+        if json_path:
+          reporting.write_json_atomic(json_path, report)
+
+
+def _plain_program(plain, x):
+  lowered = plain.lower(x, x)
+  cost = lowered.compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) / len(x) ** 2
+
+
+def fused_laplap():
+  """``Lap_x Lap_x' Theta`` of the one-hidden-layer erf NTK (W = 1.5, b = 0.1, d = 2) as
+  one jitted expression: SymPy differentiates theory/erf_ntk_closed_form.py's closed
+  form, common subexpressions are eliminated, and ``jnp`` evaluates it (XLA fuses it)."""
+  import sympy
+  from theory.erf_ntk_closed_form import apply_operator, erf_kernels, input_symbols
+  x, y = input_symbols(2)
+  _, ntk = erf_kernels(2, 1, sympy.Rational(3, 2), sympy.Rational(1, 10))
+  lap = [(sympy.Integer(1), (2, 0)), (sympy.Integer(1), (0, 2))]
+  expr = apply_operator(apply_operator(ntk, lap, y), lap, x)
+  fn = sympy.lambdify(x + y, expr, modules="jax", cse=True)
+  return jax.jit(lambda a, b: jnp.broadcast_to(fn(a[:, :1], a[:, 1:], b[None, :, 0], b[None, :, 1]),
+                                               (len(a), len(b))))
+
+
+def fused_table(sizes, repeats, json_path, report):
+  net = ntkpde.mlp(1, activation="erf")
+  lap = ntkpde.operators.parse("u_xx + u_yy", ("x", "y"))
+  methods = {"plain": (jax.jit(lambda a, b: net.kernel_fn(a, b, "ntk")), repeats),
+             "fused": (fused_laplap(), repeats),
+             "taylor": (ntkpde.operator_kernel(net.kernel_fn, lap), repeats)}
+  for n in sizes:
+    t = timed_interleaved(methods, (points(n), points(n)), repeats)
+    row = {"n": n, **{f"{k}_s": v[1] for k, v in t.items()},
+           "taylor_over_fused": t["taylor"][1] / t["fused"][1],
+           "taylor_over_plain": t["taylor"][1] / t["plain"][1],
+           "fused_over_plain": t["fused"][1] / t["plain"][1],
+           "taylor_vs_fused_rel_diff": rel_diff(t["taylor"][3], t["fused"][3])}
+    print(json.dumps(row), flush=True)
+    report["fused"].append(row)
+    if json_path:
+      reporting.write_json_atomic(json_path, report)
+
+
 def large_run(n, tile):
   """Child process: one operator_kernel evaluation at ``n``; prints JSON."""
   kernel_fn, lap = setup()
@@ -164,7 +269,23 @@ def main(argv=None):
                            "process")
   parser.add_argument("--json", default=None, metavar="PATH")
   parser.add_argument("--child-large", type=int, default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--orders", action="store_true", help="the Taylor engine's order table")
+  parser.add_argument("--activations", nargs="+", default=["erf"])
+  parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 4])
+  parser.add_argument("--pairs", nargs="+", default=list(ORDER_PAIRS), choices=list(ORDER_PAIRS))
+  parser.add_argument("--n", type=int, default=256, help="points per side for --orders")
+  parser.add_argument("--fused", action="store_true",
+                      help="Lap x Lap, one-layer erf: Taylor engine vs fused SymPy closed form")
   args = parser.parse_args(argv)
+  if args.orders or args.fused:
+    report = {"machine": machine(), "orders": [], "fused": []}
+    print(json.dumps(report["machine"]), flush=True)
+    if args.fused:
+      fused_table(GPU_SIZES if args.gpu_sizes else args.sizes, args.repeats, args.json, report)
+    if args.orders:
+      orders_table(args.activations, args.depths, args.pairs, args.n, args.repeats, args.json,
+                   report)
+    return 0
   if args.child_large:
     large_run(args.child_large, args.tile)
     return 0

@@ -51,8 +51,9 @@ SLOW_COMPILE_ORDER = 6
 # Above this total order (T.order + S.order) work is refused unless forced: nested jvp at
 # order 8 already produced a 190k-line program that did not compile in 375 s / 9.4 GB.
 MAX_TOTAL_ORDER = 8
-# gram's peak memory per matrix entry (the matrix plus tile buffers; measured <= 1.3x).
-GRAM_PEAK_FACTOR = 1.3
+# gram's peak memory in units of the finished float64 matrix: measured 3.3-3.5x (the
+# assembled NumPy matrix, a block's copy and the final jnp.asarray copy; FACTS.md).
+GRAM_PEAK_FACTOR = 3.5
 
 
 class NonFiniteKernelError(FloatingPointError):
@@ -113,6 +114,18 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
                    f"it anyway, or use operators of lower order.")
 
 
+def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
+  """A line before compilations measured to take over ~5 s on a 2-core CPU
+  (docs/benchmarks.md): total order 8 at depth >= 2 (8-18 s for erf), gelu from order 6
+  (8 s at order 6, ~2 minutes for biharmonic x biharmonic at depth 2)."""
+  total = T.order + S.order
+  if (total >= 8 and structure.depth >= 2) or (structure.activation == "gelu" and total >= 6):
+    warnings.warn(f"T_x S_x' K with T = {T}, S = {S} (total order {total}, "
+                  f"{structure.activation}, depth {structure.depth}): the first call compiles "
+                  f"for ten seconds to a few minutes on a CPU, once per input shape.",
+                  stacklevel=3)
+
+
 def _check_operator_order(kernel_fn, *ops: LinearOperator) -> None:
   limit = getattr(kernel_fn, "max_operator_order", None)
   for op in ops:
@@ -160,14 +173,27 @@ def _blocks(x: np.ndarray, tile: int):
 
 def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> Tuple[np.ndarray, int]:
   """``fn(x1, x2)`` assembled from calls on blocks of at most ``tile`` rows of each
-  (one compiled shape per axis), and the number of its entries that are not finite."""
+  (one compiled shape per axis), and the number of its entries that are not finite.
+
+  Tiles go round-robin to every visible JAX device (``jax.local_devices()``): one tile
+  per device is in flight while the previous round's results are copied into ``out``,
+  so several GPUs (or ``--xla_force_host_platform_device_count`` CPU devices) share the
+  work. Each tile is the same computation on whichever device, so the result does not
+  depend on the number of devices."""
   n1, n2 = len(x1), len(x2)
   out = np.empty((n1, n2))
   bad = 0
+  devices = jax.local_devices()
   columns = list(_blocks(x2, tile))
-  for i, a in _blocks(x1, tile):
-    for j, b in columns:
-      block = np.asarray(fn(a, b))[:min(len(a), n1 - i), :min(len(b), n2 - j)]
+  tasks = [(i, a, j, b) for i, a in _blocks(x1, tile) for j, b in columns]
+  for start in range(0, len(tasks), len(devices)):
+    pending = []
+    for device, (i, a, j, b) in zip(devices, tasks[start:start + len(devices)]):
+      if len(devices) > 1:
+        a, b = jax.device_put(a, device), jax.device_put(b, device)
+      pending.append((i, j, len(a), len(b), fn(a, b)))
+    for i, j, rows, cols, result in pending:
+      block = np.asarray(result)[:min(rows, n1 - i), :min(cols, n2 - j)]
       bad += block.size - int(np.count_nonzero(np.isfinite(block)))
       out[i:i + block.shape[0], j:j + block.shape[1]] = block
   return out, bad
@@ -228,6 +254,7 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   _check_total_order(method, T, S, force)
   LOG.info("operator_kernel: %s route for T = %s, S = %s (%s)", method, T, S, get)
   if method == "taylor":
+    _warn_slow_taylor(kernel_fn.structure, T, S)
     fn = taylor_engine.operator_kernel_fn(kernel_fn.structure, kernel_fn.input_map, T, S, get)
   else:
     fn = _compiled(kernel_fn, T, S, get)

@@ -76,8 +76,8 @@ def _check_weights(weights, n: int) -> np.ndarray:
   return w
 
 
-def eigenvalues(G, vectors: bool = False, weights=None):
-  """Descending eigenvalues of the symmetric matrix ``G``.
+def eigenvalues(G, vectors: bool = False, weights=None, k: Optional[int] = None):
+  """Descending eigenvalues of the symmetric matrix ``G`` (the top ``k`` only if given).
 
   ``G`` is an array or an :class:`ntkpde.BlockGram` (its full ``matrix``; pass
   ``G.block(a, a)`` for one channel). With ``weights`` ``w`` (quadrature weights
@@ -85,18 +85,33 @@ def eigenvalues(G, vectors: bool = False, weights=None):
   approximate the integral operator's; the vectors are then the eigenfunctions at
   the points, ``phi = W^(-1/2) v``, orthonormal in ``sum_j w_j phi(x_j) psi(x_j)``.
 
-  Returns ``lam`` (shape ``(n,)``), or ``(lam, V)`` with ``V[:, k]`` the vector of
-  ``lam[k]`` when ``vectors=True``. Raises ``ValueError`` for a non-square,
-  non-finite or non-symmetric ``G`` and for bad weights.
+  Returns ``lam`` (shape ``(n,)``, or ``(k,)``), or ``(lam, V)`` with ``V[:, j]`` the
+  vector of ``lam[j]`` when ``vectors=True``. With ``k``, LAPACK's subset driver
+  (``scipy.linalg.eigh(subset_by_index=...)``, dsyevr) computes only the top ``k`` after
+  the same tridiagonal reduction, which then dominates: it saves the rest of the
+  work when ``k << n`` (docs/spectrum.md; for matrices too large to form use
+  ``ntkpde.large_eigen``). Raises ``ValueError`` for a non-square, non-finite or
+  non-symmetric ``G``, bad weights and ``k`` outside ``1 .. n``.
   """
   a = as_matrix(G)
   _check_symmetric(a, "G")
+  n = a.shape[0]
+  if k is not None and (int(k) != k or not 1 <= k <= n):
+    raise ValueError(f"k must be an integer in 1 .. {n} (the matrix size), got {k!r}.")
   if weights is not None:
     root = np.sqrt(_check_weights(weights, a.shape[0]))
     a = root[:, None] * a * root[None, :]
-  if not vectors:
+  if k is not None:
+    import scipy.linalg
+    out = scipy.linalg.eigh(a, eigvals_only=not vectors, subset_by_index=(n - int(k), n - 1),
+                            driver="evr")
+    lam, v = (out, None) if not vectors else out
+  elif not vectors:
     return np.linalg.eigvalsh(a)[::-1].copy()
-  lam, v = np.linalg.eigh(a)
+  else:
+    lam, v = np.linalg.eigh(a)
+  if not vectors:
+    return lam[::-1].copy()
   lam, v = lam[::-1].copy(), v[:, ::-1].copy()
   if weights is not None:
     v = v / root[:, None]

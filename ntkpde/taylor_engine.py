@@ -154,19 +154,47 @@ def _activation(s: MlpStructure):
                    f"supported: {SUPPORTED}.")
 
 
+def _canonical(values, shapes):
+  """Every coefficient present and broadcast to its variable's shape, so that one
+  layer's output has the structure of its input (a loop carry)."""
+  out = []
+  for v, shape in zip(values, shapes):
+    if v is None:
+      out.append(None)
+      continue
+    a_max, b_max = v.order
+    keys = [(k, l) for k in range(a_max + 1) for l in range(b_max + 1)
+            if (shape[1] != 1 or l == 0) and (shape[0] != 1 or k == 0)]
+    out.append({key: jnp.broadcast_to(jnp.asarray(v[key], jnp.float64), shape) for key in keys})
+  return out
+
+
 def kernel(s: MlpStructure, p, q, r, features: int, get: str):
   """``F(p, q, r)``: the NNGP (``get="nngp"``) or NTK of the network from the
   feature dot products (arrays or :class:`ntkpde.jets.Jet`); ``features`` is the
-  input dimension the first Dense layer sees (covariances are ``x.x' / features``)."""
+  input dimension the first Dense layer sees (covariances are ``x.x' / features``).
+
+  On jets, layers 2 .. depth run as a ``lax.fori_loop`` over one compiled layer
+  (their inputs have the same structure), so the program does not grow with depth."""
   act = _activation(s)
   nngp, cov1, cov2 = p * (1.0 / features), q * (1.0 / features), r * (1.0 / features)
   ntk = 0.0 if get == "ntk" else None
-  fan_in = features
-  for _ in range(s.depth):
-    nngp, cov1, cov2, ntk = _dense(s, nngp, cov1, cov2, ntk, fan_in)
-    nngp, cov1, cov2, ntk = act(nngp, cov1, cov2, ntk)
-    fan_in = s.width
-  nngp, cov1, cov2, ntk = _dense(s, nngp, cov1, cov2, ntk, fan_in)
+  nngp, cov1, cov2, ntk = act(*_dense(s, nngp, cov1, cov2, ntk, features))
+  if isinstance(nngp, Jet) and s.depth > 1:
+    order = nngp.order
+    n1 = max(jnp.shape(c)[0] if jnp.ndim(c) else 1 for c in q.coeffs.values())
+    n2 = max(jnp.shape(c)[1] if jnp.ndim(c) == 2 else 1 for c in r.coeffs.values())
+    shapes = [(n1, n2), (n1, 1), (1, n2), (n1, n2)]
+
+    def layer(_, carry):
+      values = [None if c is None else Jet(c, order) for c in carry]
+      return _canonical(act(*_dense(s, *values, s.width)), shapes)
+    carry = jax.lax.fori_loop(1, s.depth, layer, _canonical((nngp, cov1, cov2, ntk), shapes))
+    nngp, cov1, cov2, ntk = [None if c is None else Jet(c, order) for c in carry]
+  else:
+    for _ in range(1, s.depth):
+      nngp, cov1, cov2, ntk = act(*_dense(s, nngp, cov1, cov2, ntk, s.width))
+  nngp, cov1, cov2, ntk = _dense(s, nngp, cov1, cov2, ntk, s.width if s.depth else features)
   return ntk if get == "ntk" else nngp
 
 

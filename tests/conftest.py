@@ -1,9 +1,13 @@
 """Shared fixtures. Networks and points are session-wide so that every test file reuses
 the same compiled operator kernels (one JIT compile per operator pair, kernel and shape)."""
+import os
+
 import numpy as np
 import pytest
 
-import ntkpde
+# Tests never write into the user's compilation cache (ntkpde/__init__.py); subprocesses inherit this.
+os.environ.setdefault("NTKPDE_COMPILATION_CACHE", "off")
+import ntkpde  # noqa: E402
 
 XY = ("x", "y")
 W_STD, B_STD = 1.5, 0.1

@@ -94,3 +94,25 @@ def test_non_finite_entries_counted_over_all_tiles():
 def test_no_points_gives_an_empty_matrix(kernel_fn):
   out = ntkpde.operator_kernel(kernel_fn, identity(COORDS))(np.zeros((0, 2)), np.ones((3, 2)))
   assert out.shape == (0, 3)
+
+
+def test_tiles_spread_over_several_devices_give_identical_values(tmp_path):
+  """Four host CPU devices (a subprocess: the device count is fixed when JAX starts)
+  against one: every tile is the same computation, so the values are identical."""
+  import os
+  import subprocess
+  import sys
+  code = (
+      "import numpy as np, jax, ntkpde\n"
+      "from ntkpde.operators import parse\n"
+      "assert len(jax.local_devices()) == {n}, jax.local_devices()\n"
+      "x = np.random.default_rng(0).uniform(-1, 1, (21, 2))\n"
+      "lap = parse('u_xx + u_yy', ('x', 'y'))\n"
+      "k = ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, lap, tile=8)\n"
+      "np.save(r'{out}', np.asarray(k(x, x[:13])))\n")
+  for n in (1, 4):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+    subprocess.run([sys.executable, "-c", code.format(n=n, out=tmp_path / f"{n}.npy")],
+                   env=env, check=True, capture_output=True, text=True)
+  np.testing.assert_array_equal(np.load(tmp_path / "4.npy"), np.load(tmp_path / "1.npy"))

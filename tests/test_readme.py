@@ -23,7 +23,7 @@ def _run(index):
 
 
 def test_readme_has_exactly_the_checked_examples():
-  assert len(BLOCKS) == 2
+  assert len(BLOCKS) == 3
 
 
 def test_quickstart_block():
@@ -43,3 +43,10 @@ def test_worked_example_block():
   run = ns["run"]
   total = sum(run.losses.values())
   assert total[-1] < total[0] and run.predictions.shape == (len(run.steps), 101)
+
+
+def test_operator_kernel_block():
+  """Biharmonic and beam kernels of the operator-kernel section take the Taylor route."""
+  ns = _run(2)
+  assert ns["K"].method == "taylor" and ns["block"].shape == (8, 8)
+  assert np.all(np.isfinite(np.asarray(ns["block"])))

@@ -150,3 +150,29 @@ def test_gram_larger_than_memory_is_refused(monkeypatch, points):
     ntkpde.gram(kfn, [("a", identity(XY), points[0])])
   g = ntkpde.gram(kfn, [("a", identity(XY), points[0])], force=True)
   assert g.matrix.shape == (6, 6)
+
+
+def test_compilation_cache_setting(tmp_path):
+  """``NTKPDE_COMPILATION_CACHE`` names the folder or turns the cache off (a fresh
+  process each: the setting is read on import)."""
+  import subprocess
+  import sys
+  import os
+  code = "import jax, ntkpde; print(jax.config.jax_compilation_cache_dir)"
+  env = dict(os.environ, NTKPDE_COMPILATION_CACHE=str(tmp_path / "c"), JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True).stdout.strip()
+  assert out == str(tmp_path / "c") and (tmp_path / "c").is_dir()
+  env["NTKPDE_COMPILATION_CACHE"] = "off"
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True).stdout.strip()
+  assert out == "None"
+
+
+def test_slow_taylor_compilations_warn_before_they_start():
+  with pytest.warns(UserWarning, match="total order 8, erf, depth 2.*compiles"):
+    ntkpde.operator_kernel(ntkpde.mlp(2).kernel_fn, BEAM)  # nothing compiled here
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, BEAM)
