@@ -256,7 +256,10 @@ def _placeholder_form(expr: str, coords, params):
 
   parsed = parse_expression(expr, local, resolve=subscript, derivatives=True, what="operator")
 
+  # One structural replacement (xreplace) of every derivative and of u: SymPy's subs would
+  # treat Derivative(u, x, y) as d/dy of Derivative(u, x) and replace it by d/dy p_x = 0.
   placeholders: Dict[Tuple[int, ...], sympy.Symbol] = {}
+  replacements = {}
   for d in sorted(parsed.atoms(sympy.Derivative), key=str):
     if d.expr != u:
       raise ValueError(f"in {expr!r}: {d} is not a derivative of {UNKNOWN}; only "
@@ -271,10 +274,11 @@ def _placeholder_form(expr: str, coords, params):
       raise ValueError(f"in {expr!r}: {d} has order {sum(counts)}; the limit is "
                        f"{MAX_DERIVATIVE_ORDER} per term.")
     placeholders.setdefault(tuple(counts), sympy.Dummy(_derivative_name(coords, counts)))
-    parsed = parsed.subs(d, placeholders[tuple(counts)])
+    replacements[d] = placeholders[tuple(counts)]
   zero = (0,) * len(coords)
   placeholders.setdefault(zero, sympy.Dummy(UNKNOWN))
-  parsed = parsed.subs(u, placeholders[zero])
+  replacements[u] = placeholders[zero]
+  parsed = parsed.xreplace(replacements)
 
   leftover = parsed.atoms(AppliedUndef)
   if leftover:

@@ -146,3 +146,21 @@ def test_unknown_symbol_lists_coordinates_and_parameters():
 def test_bad_coordinates_and_parameters(coords, params, message):
   with pytest.raises(ValueError, match=message):
     parse("u_x", coords, params)
+
+
+@pytest.mark.parametrize("text", ["x*u_x + u_xy", "Derivative(u, x, y) + u_x",
+                                  "u_x + u_xx + u_xxy + u_y + u"])
+def test_mixed_derivatives_beside_their_lower_orders_are_kept(text):
+  """Regression: SymPy's subs replaced Derivative(u, x, y) by d/dy of the u_x placeholder, 0."""
+  x, y = sympy.symbols("x y", real=True)
+  f = sympy.sin(2 * x) * sympy.exp(y) + x ** 3 * y ** 2
+  op = parse(text, XY)
+  applied = sum(t.coefficient * sympy.diff(f, x, t.multi_index[0], y, t.multi_index[1])
+                for t in op.terms)
+  names = {"u": f, "u_x": f.diff(x), "u_y": f.diff(y), "u_xx": f.diff(x, 2),
+           "u_xy": f.diff(x, y), "u_xxy": f.diff(x, 2, y)}
+  by_hand = {"x*u_x + u_xy": x * names["u_x"] + names["u_xy"],
+             "Derivative(u, x, y) + u_x": names["u_xy"] + names["u_x"],
+             "u_x + u_xx + u_xxy + u_y + u": names["u_x"] + names["u_xx"] + names["u_xxy"]
+             + names["u_y"] + names["u"]}[text]
+  assert sympy.simplify(applied - by_hand) == 0
