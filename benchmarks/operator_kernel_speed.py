@@ -173,7 +173,7 @@ def orders_table(activations, depths, pairs, n, repeats, json_path, report):
         t_text, s_text, coords = ORDER_PAIRS[name]
         T, S = (ntkpde.operators.parse(t, coords) for t in (t_text, s_text))
         x = np.random.default_rng(0).uniform(-1.0, 1.0, (n, len(coords)))
-        op = ntkpde.operator_kernel(net.kernel_fn, T, S)
+        op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
         timings = timed_interleaved({"plain": (plain, repeats), "op": (op, repeats)}, (x, x),
                                     repeats)
         lines, flops = engine_program(net.kernel_fn, T, S, n, len(coords))
@@ -217,7 +217,7 @@ def fused_table(sizes, repeats, json_path, report):
   lap = ntkpde.operators.parse("u_xx + u_yy", ("x", "y"))
   methods = {"plain": (jax.jit(lambda a, b: net.kernel_fn(a, b, "ntk")), repeats),
              "fused": (fused_laplap(), repeats),
-             "taylor": (ntkpde.operator_kernel(net.kernel_fn, lap), repeats)}
+             "taylor": (ntkpde.operator_kernel(net.kernel_fn, lap, method="taylor"), repeats)}
   for n in sizes:
     t = timed_interleaved(methods, (points(n), points(n)), repeats)
     row = {"n": n, **{f"{k}_s": v[1] for k, v in t.items()},

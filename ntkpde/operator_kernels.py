@@ -12,8 +12,10 @@ the returned function and in a log line of the ``ntkpde`` logger):
 * ``"taylor"``: kernels built by :func:`ntkpde.mlp` with a smooth activation carry
   their scalar structure ``K = F(x.x', |x|^2, |x'|^2)``; :mod:`ntkpde.taylor_engine`
   pushes truncated Taylor series through ``F`` (compiled program polynomial in the
-  order; theory/taylor_engine.md).
-* ``"nested-jvp"``: any other ``kernel_fn`` (a user's stax triple): nested
+  order; theory/taylor_engine.md). Used above total order ``NESTED_MAX_ORDER`` and for
+  gelu (:func:`route` gives the measurements).
+* ``"nested-jvp"``: any other ``kernel_fn`` (a user's stax triple), and ``ntkpde.mlp``
+  kernels up to total order ``NESTED_MAX_ORDER``, where it runs faster: nested
   forward-mode ``jvp``s of the analytic ``kernel_fn``. Entry ``(a, b)`` of
   ``K(X1, X2)`` depends only on row ``a`` of ``X1`` and row ``b`` of ``X2``, so one
   ``jvp`` with the same tangent ``e_i`` on every row of ``X1`` gives ``d/dx_i K``
@@ -44,6 +46,7 @@ LOG = logging.getLogger("ntkpde")
 
 GETS = ("ntk", "nngp")
 DEFAULT_TILE = 1024
+NESTED_MAX_ORDER = 4    # the highest total order routed to nested jvp for known structures
 # Nested forward mode grows the compiled program about 3-4x per derivative order: first
 # calls of a depth-2 erf MLP kernel in 1-D (2 CPU cores) took 4 s at total order 4, 9 s at
 # 5, 32-40 s at 6 and over 4 minutes at 8 (biharmonic on both sides).
@@ -95,10 +98,22 @@ def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: st
   return jax.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0))
 
 
-def route(kernel_fn) -> str:
-  """``"taylor"`` for kernels whose scalar structure ntkpde knows (``ntkpde.mlp`` with
-  a smooth activation), else ``"nested-jvp"``."""
-  return "taylor" if getattr(kernel_fn, "structure", None) is not None else "nested-jvp"
+def route(kernel_fn, T: LinearOperator, S: LinearOperator) -> str:
+  """``"taylor"`` for kernels whose scalar structure ntkpde knows (``ntkpde.mlp`` with a
+  smooth activation) at total order above :data:`NESTED_MAX_ORDER`, or with gelu at any
+  order; else ``"nested-jvp"``.
+
+  Measured on the 2-core CPU (N = 1024, interleaved medians, docs/benchmarks.md): at
+  ``Lap x Lap`` nested jvp runs at 3.0-3.1x the plain kernel against 5.2x (depth 2) and
+  18x (depth 3) for the Taylor engine, compiling in 3-5 s against 1-2 s; above order 4 its
+  compilation explodes (order 6: 5-14 s, order 8: not finished after 375 s). gelu under
+  nested jvp compiles for 11 s and runs at 28x even at order 4 (Taylor engine: 2 s, 6x)."""
+  structure = getattr(kernel_fn, "structure", None)
+  if structure is None:
+    return "nested-jvp"
+  if T.order + S.order <= NESTED_MAX_ORDER and structure.activation != "gelu":
+    return "nested-jvp"
+  return "taylor"
 
 
 def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force: bool) -> None:
@@ -234,12 +249,14 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
 
 
 def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOperator] = None,
-                    get: str = "ntk", tile: int = DEFAULT_TILE, force: bool = False) -> Callable:
+                    get: str = "ntk", tile: int = DEFAULT_TILE, force: bool = False,
+                    method: Optional[str] = None) -> Callable:
   """Returns ``(x1, x2) -> T_x S_x' K(x1, x2)``, an ``(n1, n2)`` float64 array.
 
   ``K`` is ``kernel_fn(., ., get)`` with ``get`` in ``("ntk", "nngp")``; ``S``
   defaults to ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. The returned
-  function's ``.method`` is the route (module docstring). Raises ``ValueError``
+  function's ``.method`` is the route: ``method=None`` chooses it (:func:`route`),
+  ``"taylor"`` (``ntkpde.mlp`` kernels only) or ``"nested-jvp"`` forces one. Raises ``ValueError``
   before any work for a ReLU-family kernel under an operator of order >= 1, for a
   total order above ``MAX_TOTAL_ORDER`` unless ``force=True``, and for badly shaped
   inputs; ``NonFiniteKernelError`` for NaN/inf.
@@ -250,7 +267,13 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   _check_operator_order(kernel_fn, T, S)
   smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order,
                              f"T_x S_x' K with T = {T}, S = {S}")
-  method = route(kernel_fn)
+  if method is None:
+    method = route(kernel_fn, T, S)
+  elif method not in ("taylor", "nested-jvp"):
+    raise ValueError(f"method must be None, 'taylor' or 'nested-jvp', got {method!r}.")
+  elif method == "taylor" and getattr(kernel_fn, "structure", None) is None:
+    raise ValueError("method='taylor' needs a kernel whose scalar structure ntkpde knows "
+                     "(ntkpde.mlp with a smooth activation); this one takes 'nested-jvp'.")
   _check_total_order(method, T, S, force)
   LOG.info("operator_kernel: %s route for T = %s, S = %s (%s)", method, T, S, get)
   if method == "taylor":
@@ -369,7 +392,7 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
   chans = as_channels(channels)
   _check_operator_order(kernel_fn, *[c.operator for c in chans])
   top = max(chans, key=lambda c: c.operator.order).operator
-  _check_total_order(route(kernel_fn), top, top, force)
+  _check_total_order(route(kernel_fn, top, top), top, top, force)
   check_gram_memory(sum(len(c.points) for c in chans), force)
   return assemble_gram(chans, lambda T, S: operator_kernel(kernel_fn, T, S, get, tile, force))
 

@@ -81,7 +81,7 @@ def test_matches_nested_jvp_up_to_order_6(activation, depth, map_name):
       continue  # order 6 through the nested route compiles slowly (10-80 s): once
     x1 = rng.uniform(0.1, 0.9, (5, T.dim))
     x2 = rng.uniform(0.1, 0.9, (4, T.dim))
-    engine = ntkpde.operator_kernel(net.kernel_fn, T, S)
+    engine = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
     assert engine.method == "taylor"
     nested = operator_kernels._compiled(net.kernel_fn, T, S, "ntk")
     assert max_rel(engine(x1, x2), nested(x1, x2)) < RTOL_ROUTES, name
@@ -124,8 +124,14 @@ def test_generic_kernel_takes_the_nested_route_and_logs(caplog, points):
   mlp = ntkpde.mlp(1, activation="erf")
   with caplog.at_level(logging.INFO, logger="ntkpde"):
     generic = ntkpde.operator_kernel(net.kernel_fn, UX)
-    known = ntkpde.operator_kernel(mlp.kernel_fn, UX)
+    known = ntkpde.operator_kernel(mlp.kernel_fn, UX, method="taylor")
   assert (generic.method, known.method) == ("nested-jvp", "taylor")
+  # Chosen automatically: nested jvp up to total order 4 (faster there), Taylor above it.
+  assert ntkpde.operator_kernel(mlp.kernel_fn, UX).method == "nested-jvp"
+  assert ntkpde.operator_kernel(mlp.kernel_fn, parse("u_xxx", XY)).method == "taylor"
+  assert ntkpde.operator_kernel(ntkpde.mlp(1, activation="gelu").kernel_fn, UX).method == "taylor"
+  with pytest.raises(ValueError, match="needs a kernel whose scalar structure"):
+    ntkpde.operator_kernel(net.kernel_fn, UX, method="taylor")
   assert "nested-jvp route" in caplog.text and "taylor route" in caplog.text
   assert max_rel(generic(*points), known(*points)) < RTOL_ROUTES  # same kernel, two routes
 
