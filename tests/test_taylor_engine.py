@@ -13,7 +13,6 @@
 """
 import logging
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import sympy
