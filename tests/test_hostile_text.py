@@ -5,7 +5,7 @@ import time
 import pytest
 import sympy
 
-from ntkpde import problems
+from ntkpde import operators, output_maps, problems
 from ntkpde.expressions import MAX_DERIVATIVE_ORDER, MAX_LENGTH, is_zero, parse_expression
 from ntkpde.operators import directional_derivative, identity, normal_derivative, parse
 
@@ -59,6 +59,9 @@ def _entry_points():
       "directional_derivative": lambda text: directional_derivative(XY, ["1", text]),
       "problem exact": problem_exact,
       "problem operator": problem_operator,
+      "parse_nonlinear": lambda text: operators.parse_nonlinear(text, XY),
+      "output_map A": lambda text: output_maps.output_map(XY, A=text, B="x*y"),
+      "output_map B": lambda text: output_maps.output_map(XY, A="0", B=text),
   }
 
 
