@@ -133,9 +133,7 @@ class LinearOperator:
   def __str__(self):
     parts = []
     for t in self.terms:
-      name = UNKNOWN + ("_" + "".join(c * k for c, k in zip(self.coords, t.multi_index))
-                        if t.order else "")
-      parts.append(f"({t.coefficient})*{name}")
+      parts.append(f"({t.coefficient})*{_derivative_name(self.coords, t.multi_index)}")
     return " + ".join(parts) or "0"
 
   def _combine(self, other: "LinearOperator", sign: int) -> "LinearOperator":
@@ -295,6 +293,11 @@ def _placeholder_form(expr: str, coords, params):
   return coords, parsed, placeholders, values
 
 
+def _affine(expr: sympy.Expr, placeholders) -> bool:
+  """Whether ``expr`` is affine in the placeholders (every second derivative is zero)."""
+  return all(is_zero(sympy.diff(expr, p, q)) for p in placeholders for q in placeholders)
+
+
 def _derivative_name(coords: Coords, multi_index: Sequence[int]) -> str:
   """``u``, ``u_x``, ``u_xxy``: the subscript name of ``D^multi_index u``."""
   suffix = "".join(c * k for c, k in zip(coords, multi_index))
@@ -320,11 +323,9 @@ def parse(expr: str, coords: Union[str, Sequence[str]],
   if not is_zero(parsed.subs({p: 0 for p in ps})):
     raise ValueError(f"in {expr!r}: a term does not contain {UNKNOWN}; only linear "
                      f"operators are supported (put forcing terms into the targets).")
-  for p in ps:
-    for q in ps:
-      if not is_zero(sympy.diff(parsed, p, q)):
-        raise ValueError(f"{expr!r} is nonlinear in {UNKNOWN}; only linear differential "
-                         f"operators are supported (parse_nonlinear reads nonlinear ones).")
+  if not _affine(parsed, ps):
+    raise ValueError(f"{expr!r} is nonlinear in {UNKNOWN}; only linear differential "
+                     f"operators are supported (parse_nonlinear reads nonlinear ones).")
   terms = [Term(sympy.diff(parsed, p).subs(values), index) for index, p in placeholders.items()]
   op = _merge(coords, terms)
   if not op.terms:
@@ -362,8 +363,7 @@ class NonlinearOperator:
   @property
   def is_linear(self) -> bool:
     """Whether ``F`` is affine in ``u`` and its derivatives (then ``N'`` is constant)."""
-    ps = [p for _, p in self.placeholders]
-    return all(is_zero(sympy.diff(self.expression, p, q)) for p in ps for q in ps)
+    return _affine(self.expression, [p for _, p in self.placeholders])
 
   def __str__(self):
     return str(self.expression)
