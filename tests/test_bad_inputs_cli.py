@@ -147,12 +147,17 @@ def test_cli_mistake_is_one_line_before_any_work(case, places, capsys, monkeypat
   assert _snapshot(root) == before  # nothing created, nothing changed
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_cli_unwritable_out_is_refused(tmp_path, capsys):
+def test_cli_unwritable_out_is_refused(tmp_path, capsys, monkeypatch):
   locked = tmp_path / "locked"
   locked.mkdir(mode=0o500)
+  if os.geteuid() == 0:  # root ignores permission bits: make os.access read them as a user would
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real_access(path, mode) and not (
+        os.path.samefile(path, locked) and mode & os.W_OK))
   assert cli.main(SOLVE + ["--out", str(locked / "out")]) == 2
-  assert "not writable" in capsys.readouterr().err
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "not writable" in err[0] and str(locked) in err[0], err
+  assert list(locked.iterdir()) == []
 
 
 def test_spectrum_ctrl_c_keeps_finished_configurations(tmp_path, monkeypatch, capsys):
