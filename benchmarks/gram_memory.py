@@ -65,8 +65,10 @@ def run_child(mode: str, n: int, tile: int, devices: int, out: str) -> dict:
                    if not f.startswith("--xla_force_host_platform_device_count"))
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
              XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={devices}".strip())
+  import ntkpde
+  here = os.path.dirname(os.path.dirname(os.path.abspath(ntkpde.__file__)))
   run = subprocess.run([sys.executable, "-c", CHILD, mode, str(n), str(tile), out], env=env,
-                       capture_output=True, text=True)
+                       cwd=here, capture_output=True, text=True)  # the parent's ntkpde
   if run.returncode != 0:
     raise RuntimeError(f"{mode} N={n} devices={devices} failed:\n{run.stderr[-2000:]}")
   return json.loads(run.stdout.strip().splitlines()[-1])
@@ -125,6 +127,7 @@ def main(argv=None) -> int:
   parser.add_argument("--device-n", type=int, default=4096)
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 4])
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--only", choices=["memory", "devices"], help="run one part")
   parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
   args = parser.parse_args(argv)
   if args.smoke:
@@ -132,18 +135,20 @@ def main(argv=None) -> int:
   if min(args.sizes + [args.tile, args.device_n, args.repeats]) < 1 or args.devices[0] != 1:
     raise ValueError("sizes, tile, device-n and repeats must be >= 1 and --devices must start "
                      "with 1 (the reference).")
-  import jax
   import ntkpde
   from ntkpde import reporting
   print(f"## Gram memory and devices (benchmarks/gram_memory.py)\n\n"
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {reporting.device_description()}; "
-        f"{os.cpu_count()} cores shared with other jobs; jax {jax.__version__}, numpy "
+        f"{os.cpu_count()} cores shared with other jobs; numpy "
         f"{np.__version__}, Python {platform.python_version()}; ntkpde from "
         f"{os.path.dirname(ntkpde.__file__)}.\n")
-  rows, factors = memory_rows(args.sizes, args.tile)
-  print("\n".join(rows) + "\n")
-  rows, diffs = device_rows(args.device_n, args.tile, args.devices, args.repeats)
-  print("\n".join(rows))
+  factors, diffs = [], [0.0]
+  if args.only != "devices":
+    rows, factors = memory_rows(args.sizes, args.tile)
+    print("\n".join(rows) + "\n")
+  if args.only != "memory":
+    rows, diffs = device_rows(args.device_n, args.tile, args.devices, args.repeats)
+    print("\n".join(rows))
   return 0 if all(np.isfinite(factors)) and max(diffs) == 0 else 1
 
 

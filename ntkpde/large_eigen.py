@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ntkpde.operator_kernels import device_tiles
+from ntkpde.operator_kernels import default_tile, device_tiles
 
 DEFAULT_CACHE_BYTES = 2 << 30
 
@@ -54,7 +54,7 @@ class TiledKernelMatrix:
   (``kernel.tile_fn``); any other callable is called on device-placed blocks (a JAX
   function then runs on that device)."""
 
-  def __init__(self, kernel: Callable, points, tile: int = 1024, weights=None,
+  def __init__(self, kernel: Callable, points, tile: Optional[int] = None, weights=None,
                cache_bytes: int = DEFAULT_CACHE_BYTES):
     x = np.asarray(points, dtype=np.float64)
     if x.ndim == 1:
@@ -65,6 +65,7 @@ class TiledKernelMatrix:
     if coords is not None and x.shape[1] != len(coords):
       raise ValueError(f"points must have shape (N, {len(coords)}) for the kernel's coordinates "
                        f"{list(coords)}, got {x.shape}.")
+    tile = default_tile() if tile is None else tile
     if int(tile) < 1:
       raise ValueError(f"tile must be >= 1, got {tile}.")
     self.points, self.n, self.tile = x, x.shape[0], min(int(tile), x.shape[0])
@@ -121,8 +122,8 @@ class TiledKernelMatrix:
 
 
 def top_eigenvalues(kernel: Callable, points, k: int, block: Optional[int] = None,
-                    max_passes: int = 6, tol: float = 1e-10, tile: int = 1024, weights=None,
-                    seed: int = 0, vectors: bool = False,
+                    max_passes: int = 6, tol: float = 1e-10, tile: Optional[int] = None,
+                    weights=None, seed: int = 0, vectors: bool = False,
                     cache_bytes: int = DEFAULT_CACHE_BYTES,
                     log: Optional[Callable[[str], None]] = None) -> TopEigen:
   """The ``k`` largest eigenvalues of ``K(X, X)`` (``X = points``) without forming it.
@@ -134,7 +135,9 @@ def top_eigenvalues(kernel: Callable, points, k: int, block: Optional[int] = Non
   ``r_j`` (``j <= k``) is ``<= tol * theta_1``. Each pass costs one evaluation of
   the upper triangle of tiles (fewer when they fit in ``cache_bytes``).
   ``vectors=True`` also returns the Ritz vectors (of the weighted matrix when
-  ``weights`` are given).
+  ``weights`` are given). ``tile`` defaults to
+  :func:`ntkpde.operator_kernels.default_tile` (from device memory); the tiles are
+  spread over every visible JAX device (:class:`TiledKernelMatrix`).
   """
   op = TiledKernelMatrix(kernel, points, tile, weights, cache_bytes)
   k = int(k)

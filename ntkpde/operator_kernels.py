@@ -46,7 +46,14 @@ from ntkpde.operators import LinearOperator, differentiate
 LOG = logging.getLogger("ntkpde")
 
 GETS = ("ntk", "nngp")
-DEFAULT_TILE = 1024
+# Working memory of one compiled tile per entry of the tile: XLA's memory_analysis on CPU
+# gives 8 B (plain kernel), 97 B (Lap x Lap, nested jvp, depth 2), 200 B (biharmonic x
+# biharmonic, Taylor engine, depth 1) and 410 B (Lap x Lap, Taylor engine, depth 3),
+# independent of the tile size.
+TILE_BYTES_PER_ENTRY = 512
+CPU_TILE_BUDGET = 2 << 30    # bytes for the tiles in flight on a device that reports no memory
+DEVICE_MEMORY_FRACTION = 0.25  # of a device's free memory, for the tiles in flight
+MAX_TILE = 8192
 NESTED_MAX_ORDER = 4    # the highest total order routed to nested jvp for known structures
 # Nested forward mode grows the compiled program about 3-4x per derivative order: first
 # calls of a depth-2 erf MLP kernel in 1-D (2 CPU cores) took 4 s at total order 4, 9 s at
@@ -55,9 +62,35 @@ SLOW_COMPILE_ORDER = 6
 # Above this total order (T.order + S.order) work is refused unless forced: nested jvp at
 # order 8 already produced a 190k-line program that did not compile in 375 s / 9.4 GB.
 MAX_TOTAL_ORDER = 8
-# gram's peak memory in units of the finished float64 matrix: measured 3.3-3.5x (the
-# assembled NumPy matrix, a block's copy and the final jnp.asarray copy; FACTS.md).
-GRAM_PEAK_FACTOR = 3.5
+# gram's peak memory in units of the finished float64 matrix, beyond the tiles in flight:
+# its growth measured 1.016-1.047x at N = 8192-16384 (benchmarks/gram_memory.py; 2.97x
+# before tiles were written in place).
+GRAM_PEAK_FACTOR = 1.1
+
+
+def _tile_for(budget: float) -> int:
+  """The largest power of two from 64 to ``MAX_TILE`` whose two tiles in flight
+  (``2 * TILE_BYTES_PER_ENTRY * tile^2`` bytes) fit in ``budget``."""
+  tile = 64
+  while 2 * tile <= MAX_TILE and 2 * TILE_BYTES_PER_ENTRY * (2 * tile) ** 2 <= budget:
+    tile *= 2
+  return tile
+
+
+DEFAULT_TILE = _tile_for(CPU_TILE_BUDGET)   # 1024
+
+
+def default_tile() -> int:
+  """Tile side for the visible devices: where JAX reports device memory
+  (``device.memory_stats()``, GPUs) from ``DEVICE_MEMORY_FRACTION`` of the smallest free
+  memory (``bytes_limit - bytes_in_use``); else (CPU) ``DEFAULT_TILE``, from the 2 GiB
+  ``CPU_TILE_BUDGET``. Two tiles per device are in flight (:func:`device_tiles`)."""
+  free = []
+  for device in jax.local_devices():
+    stats = device.memory_stats()
+    if stats and "bytes_limit" in stats:
+      free.append(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  return _tile_for(DEVICE_MEMORY_FRACTION * min(free)) if free else DEFAULT_TILE
 
 
 class NonFiniteKernelError(FloatingPointError):
@@ -314,7 +347,7 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
 
 
 def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOperator] = None,
-                    get: str = "ntk", tile: int = DEFAULT_TILE, force: bool = False,
+                    get: str = "ntk", tile: Optional[int] = None, force: bool = False,
                     method: Optional[str] = None) -> Callable:
   """Returns ``(x1, x2=None, out=None) -> T_x S_x' K(x1, x2)``, an ``(n1, n2)`` float64
   NumPy array (:func:`tiled_evaluator`: ``x2`` defaults to ``x1``, ``out`` is an optional
@@ -330,6 +363,7 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   """
   if get not in GETS:
     raise ValueError(f"get must be one of {GETS}, got {get!r}.")
+  tile = default_tile() if tile is None else tile
   S = check_operator_pair(T, S, tile)
   _check_operator_order(kernel_fn, T, S)
   smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order,
@@ -433,10 +467,14 @@ def available_memory() -> Optional[int]:
     return None
 
 
-def check_gram_memory(n: int, force: bool = False) -> None:
-  """Refuses (``ValueError``) an ``n x n`` float64 Gram whose estimated peak memory
-  (``GRAM_PEAK_FACTOR * 8 n^2`` bytes) exceeds the available memory, unless forced."""
-  need = GRAM_PEAK_FACTOR * 8.0 * n * n
+def check_gram_memory(n: int, force: bool = False, tile: Optional[int] = None) -> None:
+  """Refuses (``ValueError``) an ``n x n`` float64 Gram whose estimated peak host memory
+  exceeds the available memory, unless forced: ``GRAM_PEAK_FACTOR * 8 n^2`` bytes, plus
+  the working memory of the tiles in flight on CPU devices (``2 * TILE_BYTES_PER_ENTRY *
+  tile^2`` each; a GPU's tiles live in its own memory)."""
+  side = min(default_tile() if tile is None else int(tile), n)
+  cpus = sum(d.platform == "cpu" for d in jax.local_devices())
+  need = GRAM_PEAK_FACTOR * 8.0 * n * n + cpus * 2 * TILE_BYTES_PER_ENTRY * side ** 2
   have = available_memory()
   if force or have is None or need <= have:
     return
@@ -448,7 +486,7 @@ def check_gram_memory(n: int, force: bool = False) -> None:
 
 
 def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
-         tile: int = DEFAULT_TILE, force: bool = False) -> BlockGram:
+         tile: Optional[int] = None, force: bool = False) -> BlockGram:
   """The block Gram matrix ``[T_a,x T_b,x' K(X_a, X_b)]_{a,b}`` over ``channels``.
 
   ``channels`` is a sequence of ``(name, operator, points)``. Upper blocks are
@@ -461,7 +499,7 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
   _check_operator_order(kernel_fn, *[c.operator for c in chans])
   top = max(chans, key=lambda c: c.operator.order).operator
   _check_total_order(route(kernel_fn, top, top), top, top, force)
-  check_gram_memory(sum(len(c.points) for c in chans), force)
+  check_gram_memory(sum(len(c.points) for c in chans), force, tile)
   return assemble_gram(chans, lambda T, S: operator_kernel(kernel_fn, T, S, get, tile, force))
 
 

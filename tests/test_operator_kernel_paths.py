@@ -189,3 +189,27 @@ def test_tiles_spread_over_several_devices_give_identical_values(tmp_path):
   one, four = np.load(tmp_path / "1.npz"), np.load(tmp_path / "4.npz")
   for name in ("mixed", "gram", "eigen"):
     np.testing.assert_array_equal(four[name], one[name])
+
+
+def test_tile_size_from_device_memory(monkeypatch):
+  """CPU reports no memory: the 2 GiB budget gives 1024. A device reporting memory gets
+  the largest power of two whose two tiles in flight fit a quarter of its free memory."""
+  k = operator_kernels
+  assert k.default_tile() == k.DEFAULT_TILE == 1024
+  assert 2 * k.TILE_BYTES_PER_ENTRY * 1024 ** 2 <= k.CPU_TILE_BUDGET < \
+      2 * k.TILE_BYTES_PER_ENTRY * 2048 ** 2
+
+  class Gpu:
+    platform = "gpu"
+
+    def __init__(self, limit, used):
+      self.stats = {"bytes_limit": limit, "bytes_in_use": used}
+
+    def memory_stats(self):
+      return self.stats
+  gib = 2 ** 30
+  for devices, tile in (([Gpu(60 * gib, 0)], 2048), ([Gpu(130 * gib, 2 * gib)], 4096),
+                        ([Gpu(130 * gib, 0), Gpu(20 * gib, 12 * gib)], 1024),
+                        ([Gpu(gib // 64, 0)], 64), ([Gpu(10 ** 15, 0)], k.MAX_TILE)):
+    monkeypatch.setattr(jax, "local_devices", lambda devices=devices: devices)
+    assert k.default_tile() == tile
