@@ -6,7 +6,7 @@ imports ntkpde, compiles the tile shape on a small Gram, reads its resident memo
 uniform in [-1, 1]^2), and reports the growth of its peak (``VmHWM``) over that, in units of
 the finished matrix ``8 N^2`` bytes: what ``operator_kernels.GRAM_PEAK_FACTOR`` must cover.
 
-Devices: the same Gram (``Lap x Lap``) and ``large_eigen.top_eigenvalues`` (k = 10, no
+Devices: the Gram of ``T x T`` (``--operator``, default the Laplacian) and ``large_eigen.top_eigenvalues`` (k = 10, no
 tile cache) in processes started with ``XLA_FLAGS=--xla_force_host_platform_device_count=D``,
 D = 1 and 4 alternating (medians over ``--repeats`` processes), with the largest
 difference of the results from the 1-device ones (0 means bitwise identical). Host
@@ -39,10 +39,10 @@ def status(field):
   with open("/proc/self/status") as f:
     return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
 
-mode, n, tile, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+mode, n, tile, out, text = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 kernel_fn = ntkpde.mlp(2, activation="erf").kernel_fn
 x = np.random.default_rng(0).uniform(-1, 1, (n, 2))
-op = identity(("x", "y")) if mode == "memory" else parse("u_xx + u_yy", ("x", "y"))
+op = identity(("x", "y")) if mode == "memory" else parse(text, ("x", "y"))
 ntkpde.gram(kernel_fn, [("u", op, x[:tile + 1])], tile=tile)  # compile outside the timing
 before = status("VmRSS")
 start = time.perf_counter()
@@ -60,14 +60,15 @@ print(json.dumps(record))
 """
 
 
-def run_child(mode: str, n: int, tile: int, devices: int, out: str) -> dict:
+def run_child(mode: str, n: int, tile: int, devices: int, out: str, operator: str = "u") -> dict:
   flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                    if not f.startswith("--xla_force_host_platform_device_count"))
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
              XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count={devices}".strip())
   import ntkpde
   here = os.path.dirname(os.path.dirname(os.path.abspath(ntkpde.__file__)))
-  run = subprocess.run([sys.executable, "-c", CHILD, mode, str(n), str(tile), out], env=env,
+  run = subprocess.run([sys.executable, "-c", CHILD, mode, str(n), str(tile), out, operator],
+                       env=env,
                        cwd=here, capture_output=True, text=True)  # the parent's ntkpde
   if run.returncode != 0:
     raise RuntimeError(f"{mode} N={n} devices={devices} failed:\n{run.stderr[-2000:]}")
@@ -94,17 +95,17 @@ def memory_rows(sizes, tile):
   return rows, factors
 
 
-def device_rows(n, tile, counts, repeats):
+def device_rows(n, tile, counts, repeats, operator):
   runs = {d: [] for d in counts}
   with tempfile.TemporaryDirectory() as folder:
     loads = [load_average()]
     for rep in range(repeats):
       for d in counts:
         path = os.path.join(folder, f"{d}_{rep}.npz")
-        runs[d].append((run_child("devices", n, tile, d, path), np.load(path)))
+        runs[d].append((run_child("devices", n, tile, d, path, operator), np.load(path)))
     loads.append(load_average())
   reference = runs[counts[0]][0][1]
-  rows = [f"N = {n}, tile {tile}, `Lap x Lap` NTK of a depth-2 erf MLP; medians over "
+  rows = [f"N = {n}, tile {tile}, `T x T` NTK of a depth-2 erf MLP, T = `{operator}`; medians over "
           f"{repeats} processes per device count, alternating; load average before / after: "
           f"{loads[0]} / {loads[1]}.", "",
           "| devices | gram (s) | top-10 eigenvalues, 3 passes (s) | max abs diff of the Gram vs "
@@ -127,11 +128,13 @@ def main(argv=None) -> int:
   parser.add_argument("--device-n", type=int, default=4096)
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 4])
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--operator", default="u_xx + u_yy", help="T of the device part")
   parser.add_argument("--only", choices=["memory", "devices"], help="run one part")
   parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
   args = parser.parse_args(argv)
   if args.smoke:
     args.sizes, args.tile, args.device_n, args.devices, args.repeats = [200], 64, 150, [1, 2], 1
+    args.operator = "u_x"
   if min(args.sizes + [args.tile, args.device_n, args.repeats]) < 1 or args.devices[0] != 1:
     raise ValueError("sizes, tile, device-n and repeats must be >= 1 and --devices must start "
                      "with 1 (the reference).")
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
     rows, factors = memory_rows(args.sizes, args.tile)
     print("\n".join(rows) + "\n")
   if args.only != "memory":
-    rows, diffs = device_rows(args.device_n, args.tile, args.devices, args.repeats)
+    rows, diffs = device_rows(args.device_n, args.tile, args.devices, args.repeats, args.operator)
     print("\n".join(rows))
   return 0 if all(np.isfinite(factors)) and max(diffs) == 0 else 1
 

@@ -63,7 +63,7 @@ SLOW_COMPILE_ORDER = 6
 # order 8 already produced a 190k-line program that did not compile in 375 s / 9.4 GB.
 MAX_TOTAL_ORDER = 8
 # gram's peak memory in units of the finished float64 matrix, beyond the tiles in flight:
-# its growth measured 1.016-1.047x at N = 8192-16384 (benchmarks/gram_memory.py; 2.97x
+# its growth measured 1.016-1.078x at N = 8192-16384 (benchmarks/gram_memory.py; 2.97-3.04x
 # before tiles were written in place).
 GRAM_PEAK_FACTOR = 1.1
 
