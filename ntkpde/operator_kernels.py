@@ -226,15 +226,6 @@ def _float_dtype() -> np.dtype:
   return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
 
-@jax.jit
-def _non_finite(values: jax.Array, rows, cols) -> jax.Array:
-  """The number of NaN/inf entries of ``values[:rows, :cols]`` (the rest is padding),
-  computed on the device that holds ``values``: no pass over the matrix on the host."""
-  inside = ((jnp.arange(values.shape[0]) < rows)[:, None]
-            & (jnp.arange(values.shape[1]) < cols)[None, :])
-  return jnp.sum(inside & ~jnp.isfinite(values))
-
-
 def device_tiles(fn: Callable, tasks: Iterable[Tuple[np.ndarray, np.ndarray, int, int]]
                  ) -> Iterator[Tuple[np.ndarray, int]]:
   """``fn(a, b)`` for each task ``(a, b, rows, cols)`` (blocks of points of one padded
@@ -245,19 +236,30 @@ def device_tiles(fn: Callable, tasks: Iterable[Tuple[np.ndarray, np.ndarray, int
   device in flight (one running, one queued) while the host takes finished ones: several
   GPUs, or ``--xla_force_host_platform_device_count`` CPU devices, share the work. Each
   tile is the same computation on whichever device, and the order of the results is
-  fixed, so nothing depends on the number of devices. The non-finite count is computed
-  on the device (:func:`_non_finite`); the tile itself needs no host round-trip."""
+  fixed, so nothing depends on the number of devices.
+
+  Finiteness is checked on the device: the tile's sum, reduced where the tile lies, is
+  finite unless some entry is NaN or inf (or the sum overflows). Only then does the host
+  count the non-finite entries of the tile, so the usual path makes no host pass over
+  the values. (Padding rows repeat real points, so they add no false alarm, and a false
+  alarm from overflow is counted exactly as 0.)"""
   devices = jax.local_devices()
   pending = collections.deque()
   for number, (a, b, rows, cols) in enumerate(tasks):
     device = devices[number % len(devices)]
     values = fn(jax.device_put(a, device), jax.device_put(b, device))
-    pending.append((values, _non_finite(values, rows, cols), rows, cols))
+    pending.append((values, jnp.sum(values), rows, cols))
     if len(pending) == 2 * len(devices):
-      values, count, rows, cols = pending.popleft()
-      yield np.asarray(values)[:rows, :cols], int(count)
-  for values, count, rows, cols in pending:
-    yield np.asarray(values)[:rows, :cols], int(count)
+      yield _finished(*pending.popleft())
+  for task in pending:
+    yield _finished(*task)
+
+
+def _finished(values, total, rows: int, cols: int) -> Tuple[np.ndarray, int]:
+  block = np.asarray(values)[:rows, :cols]
+  if np.isfinite(total):
+    return block, 0
+  return block, block.size - int(np.count_nonzero(np.isfinite(block)))
 
 
 def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int, out: np.ndarray,
@@ -286,9 +288,9 @@ def _place(out: np.ndarray, symmetric: bool, i: int, j: int, block: np.ndarray,
   ``symmetric``); returns its non-finite count over the entries it fills."""
   r, c = block.shape
   if symmetric and i == j:
-    out[i:i + r, j:j + c] = block
-    out[i:i + r, j:j + c] += block.T
-    out[i:i + r, j:j + c] *= 0.5
+    diagonal = out[i:i + r, j:j + c]
+    np.multiply(block, 0.5, out=diagonal)
+    diagonal += 0.5 * block.T      # halves first: no overflow near the largest float
     return int(count)
   out[i:i + r, j:j + c] = block
   if symmetric:

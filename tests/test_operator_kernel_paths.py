@@ -5,7 +5,7 @@ differentiates that program, pads inputs to a few bucket sizes and assembles
 big matrices from padded tiles, and counts non-finite entries tile by tile.
 Here each is checked against a route that does not use it: tiled vs a single
 block, the operator kernel vs per-pair ``jax.grad`` / ``jax.hessian`` of the scalar
-kernel (shares only ``kernel_fn``), the NaN count (counted on the device) vs NumPy, the
+kernel (shares only ``kernel_fn``), the NaN count (flagged on the device) vs NumPy, the
 matrix written into a caller's array, gram's memory, and 4 devices vs 1.
 
 Tolerances: every entry is the same float64 arithmetic on the same row pair
@@ -150,6 +150,18 @@ def test_gram_holds_one_matrix_and_a_few_tiles(kernel_fn):
       x[:350], x[350:]))
   np.testing.assert_array_equal(g.block("b", "a"), g.block("a", "b").T)
   assert _rel(g.block("a", "b"), direct) < ROUNDING
+
+
+def test_an_overflowing_tile_sum_is_no_false_alarm():
+  """The device flags a tile by its sum; 1e308-sized entries overflow it to inf, and the
+  host's exact count then finds no non-finite entry."""
+  kfn = ntkpde.KernelFn(lambda x1, x2, get: 1e308 * jnp.cos(x1 @ x2.T) ** 2,
+                        description="huge finite kernel")
+  x = np.random.default_rng(7).uniform(-1, 1, (9, 2))
+  values = ntkpde.operator_kernel(kfn, identity(COORDS))(x)
+  with np.errstate(over="ignore"):
+    assert np.all(np.isfinite(values)) and not np.isfinite(np.sum(values))
+  np.testing.assert_allclose(values, 1e308 * np.cos(x @ x.T) ** 2, rtol=1e-14)
 
 
 def test_non_finite_entries_counted_on_the_symmetric_route():
