@@ -4,9 +4,9 @@ over a tiled, matrix-free kernel product.
 The ``N x N`` matrix ``K`` (``K_ij = k(x_i, x_j)``, optionally Nystrom-weighted
 ``w_i^(1/2) K_ij w_j^(1/2)``) is never stored whole: each pass evaluates every
 ``tile x tile`` tile of the upper triangle once and applies it (and its
-transpose) to a block of ``b`` vectors, so memory is ``O(N b + tile^2)`` and the
-kernel is evaluated ``N^2 / 2`` times per pass. Tiles are kept between passes
-while they fit in ``cache_bytes``.
+transpose) to a block of ``b`` vectors, so memory is ``O(N b + D tile^2)`` (two tiles
+in flight on each of ``D`` JAX devices) and the kernel is evaluated ``N^2 / 2`` times per
+pass. Tiles are kept between passes while they fit in ``cache_bytes``.
 
 Algorithm: randomized block subspace iteration with Rayleigh-Ritz (Halko,
 Martinsson & Tropp 2011, Alg. 4.3 and 5.3; Saad, "Numerical Methods for Large
