@@ -225,3 +225,21 @@ def test_tile_size_from_device_memory(monkeypatch):
                         ([Gpu(gib // 64, 0)], 64), ([Gpu(10 ** 15, 0)], k.MAX_TILE)):
     monkeypatch.setattr(jax, "local_devices", lambda devices=devices: devices)
     assert k.default_tile() == tile
+
+
+@pytest.mark.parametrize("method", ["nested-jvp", "taylor"])
+def test_a_tile_makes_no_host_round_trip_and_stays_float64(kernel_fn, method):
+  """GPU readiness: a tile is one pure JAX computation of the points. Tracing it with
+  abstract inputs fails if anything in it reads a value back to the host (``float()``,
+  ``np.asarray``, Python control flow on values); the result is float64."""
+  T = parse("u_xx + x*u_yy", COORDS)
+  fn = ntkpde.operator_kernel(kernel_fn, T, method=method).tile_fn
+  spec = jax.ShapeDtypeStruct((16, 2), jnp.float64)
+  jaxpr = jax.make_jaxpr(fn)(spec, spec)
+  assert [v.dtype for v in jaxpr.out_avals] == [jnp.float64]
+  assert [v.shape for v in jaxpr.out_avals] == [(16, 16)]
+
+  def reads_back(a, b):
+    return fn(a, b) * float(a[0, 0])
+  with pytest.raises(jax.errors.ConcretizationTypeError):
+    jax.make_jaxpr(reads_back)(spec, spec)  # such a read is what tracing rejects
