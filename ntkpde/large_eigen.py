@@ -4,9 +4,9 @@ over a tiled, matrix-free kernel product.
 The ``N x N`` matrix ``K`` (``K_ij = k(x_i, x_j)``, optionally Nystrom-weighted
 ``w_i^(1/2) K_ij w_j^(1/2)``) is never stored whole: each pass evaluates every
 ``tile x tile`` tile of the upper triangle once and applies it (and its
-transpose) to a block of ``b`` vectors, so memory is ``O(N b + tile^2)`` and the
-kernel is evaluated ``N^2 / 2`` times per pass. Tiles are kept between passes
-while they fit in ``cache_bytes``.
+transpose) to a block of ``b`` vectors, so memory is ``O(N b + D tile^2)`` (two tiles
+in flight on each of ``D`` JAX devices) and the kernel is evaluated ``N^2 / 2`` times per
+pass. Tiles are kept between passes while they fit in ``cache_bytes``.
 
 Algorithm: randomized block subspace iteration with Rayleigh-Ritz (Halko,
 Martinsson & Tropp 2011, Alg. 4.3 and 5.3; Saad, "Numerical Methods for Large
@@ -22,6 +22,8 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
+
+from ntkpde.operator_kernels import default_tile, device_tiles
 
 DEFAULT_CACHE_BYTES = 2 << 30
 
@@ -43,15 +45,27 @@ class TopEigen:
 class TiledKernelMatrix:
   """``K(X, X)`` (optionally ``W^(1/2) K W^(1/2)``) as a matrix-free symmetric
   operator on blocks of vectors, from ``kernel(x1, x2) -> (n1, n2)`` called on
-  ``tile x tile`` tiles of one shape (edge tiles are padded: one compilation)."""
+  ``tile x tile`` tiles of one shape (edge tiles are padded: one compilation).
 
-  def __init__(self, kernel: Callable, points, tile: int = 1024, weights=None,
+  Tiles are spread over every visible JAX device by
+  :func:`ntkpde.operator_kernels.device_tiles` and applied on the host in a fixed
+  order, so the result does not depend on the number of devices. A kernel from
+  :func:`ntkpde.operator_kernel` is evaluated through its compiled tile function
+  (``kernel.tile_fn``); any other callable is called on device-placed blocks (a JAX
+  function then runs on that device)."""
+
+  def __init__(self, kernel: Callable, points, tile: Optional[int] = None, weights=None,
                cache_bytes: int = DEFAULT_CACHE_BYTES):
     x = np.asarray(points, dtype=np.float64)
     if x.ndim == 1:
       x = x[:, None]
     if x.ndim != 2 or x.shape[0] < 2 or not np.all(np.isfinite(x)):
       raise ValueError(f"points must be a finite (N, d) array with N >= 2, got shape {x.shape}.")
+    coords = getattr(kernel, "coords", None)
+    if coords is not None and x.shape[1] != len(coords):
+      raise ValueError(f"points must have shape (N, {len(coords)}) for the kernel's coordinates "
+                       f"{list(coords)}, got {x.shape}.")
+    tile = default_tile() if tile is None else tile
     if int(tile) < 1:
       raise ValueError(f"tile must be >= 1, got {tile}.")
     self.points, self.n, self.tile = x, x.shape[0], min(int(tile), x.shape[0])
@@ -62,7 +76,8 @@ class TiledKernelMatrix:
       if w.shape != (self.n,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise ValueError(f"weights must be ({self.n},) finite and > 0, got shape {w.shape}.")
       self.root_w = np.sqrt(w)
-    self.kernel, self.cache_bytes = kernel, int(cache_bytes)
+    self.tile_fn = getattr(kernel, "tile_fn", kernel)
+    self.cache_bytes = int(cache_bytes)
     self._cache = {}
     self.tiles_evaluated = 0
 
@@ -70,13 +85,14 @@ class TiledKernelMatrix:
     piece = self.points[start:start + self.tile]
     return np.concatenate([piece, np.repeat(piece[:1], self.tile - len(piece), 0)])
 
-  def _tile(self, i: int, j: int) -> np.ndarray:
-    if (i, j) in self._cache:
-      return self._cache[(i, j)]
-    block = np.asarray(self.kernel(self._padded(i), self._padded(j)), dtype=np.float64)
-    block = block[:min(self.tile, self.n - i), :min(self.tile, self.n - j)]
-    if not np.all(np.isfinite(block)):
-      raise FloatingPointError(f"kernel tile ({i}, {j}) has NaN/inf entries.")
+  def _task(self, i: int, j: int):
+    return (self._padded(i), self._padded(j), min(self.tile, self.n - i),
+            min(self.tile, self.n - j))
+
+  def _finish(self, i: int, j: int, block: np.ndarray, bad: int) -> np.ndarray:
+    """A freshly evaluated tile: checked, weighted, cached while it fits."""
+    if bad:
+      raise FloatingPointError(f"kernel tile ({i}, {j}) has {bad} NaN/inf entries.")
     if self.root_w is not None:
       block = self.root_w[i:i + len(block), None] * block * self.root_w[None, j:j + block.shape[1]]
     self.tiles_evaluated += 1
@@ -88,21 +104,26 @@ class TiledKernelMatrix:
     """``K @ q`` for ``q`` of shape ``(N, b)``: one pass over the upper triangle."""
     y = np.zeros_like(q)
     starts = range(0, self.n, self.tile)
-    rows = len(starts)
-    for r, i in enumerate(starts):
-      for j in range(i, self.n, self.tile):
-        block = self._tile(i, j)
-        y[i:i + block.shape[0]] += block @ q[j:j + block.shape[1]]
-        if j != i:
-          y[j:j + block.shape[1]] += block.T @ q[i:i + block.shape[0]]
-      if log is not None and (r + 1) % max(1, rows // 8) == 0:
+    pairs = [(i, j) for i in starts for j in range(i, self.n, self.tile)]
+    todo = [(i, j) for i, j in pairs if (i, j) not in self._cache]
+    fresh = device_tiles(self.tile_fn, (self._task(i, j) for i, j in todo))
+    rows, last = len(starts), starts[-1]
+    for i, j in pairs:
+      block = self._cache.get((i, j))
+      if block is None:
+        block = self._finish(i, j, *next(fresh))
+      y[i:i + block.shape[0]] += block @ q[j:j + block.shape[1]]
+      if j != i:
+        y[j:j + block.shape[1]] += block.T @ q[i:i + block.shape[0]]
+      r = i // self.tile
+      if j == last and log is not None and (r + 1) % max(1, rows // 8) == 0:
         log(f"  tile row {r + 1}/{rows}")
     return y
 
 
 def top_eigenvalues(kernel: Callable, points, k: int, block: Optional[int] = None,
-                    max_passes: int = 6, tol: float = 1e-10, tile: int = 1024, weights=None,
-                    seed: int = 0, vectors: bool = False,
+                    max_passes: int = 6, tol: float = 1e-10, tile: Optional[int] = None,
+                    weights=None, seed: int = 0, vectors: bool = False,
                     cache_bytes: int = DEFAULT_CACHE_BYTES,
                     log: Optional[Callable[[str], None]] = None) -> TopEigen:
   """The ``k`` largest eigenvalues of ``K(X, X)`` (``X = points``) without forming it.
@@ -114,7 +135,9 @@ def top_eigenvalues(kernel: Callable, points, k: int, block: Optional[int] = Non
   ``r_j`` (``j <= k``) is ``<= tol * theta_1``. Each pass costs one evaluation of
   the upper triangle of tiles (fewer when they fit in ``cache_bytes``).
   ``vectors=True`` also returns the Ritz vectors (of the weighted matrix when
-  ``weights`` are given).
+  ``weights`` are given). ``tile`` defaults to
+  :func:`ntkpde.operator_kernels.default_tile` (from device memory); the tiles are
+  spread over every visible JAX device (:class:`TiledKernelMatrix`).
   """
   op = TiledKernelMatrix(kernel, points, tile, weights, cache_bytes)
   k = int(k)

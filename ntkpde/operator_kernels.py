@@ -28,12 +28,13 @@ device memory is bounded by the tile, not by ``N``; see docs/operator_kernels_sp
 Inputs no larger than a tile are padded to a few fixed sizes so that different
 point counts share compilations.
 """
+import collections
 import dataclasses
 import functools
 import logging
 import os
 import warnings
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,14 @@ from ntkpde.operators import LinearOperator, differentiate
 LOG = logging.getLogger("ntkpde")
 
 GETS = ("ntk", "nngp")
-DEFAULT_TILE = 1024
+# Working memory of one compiled tile per entry of the tile: XLA's memory_analysis on CPU
+# gives 8 B (plain kernel), 97 B (Lap x Lap, nested jvp, depth 2), 200 B (biharmonic x
+# biharmonic, Taylor engine, depth 1) and 410 B (Lap x Lap, Taylor engine, depth 3),
+# independent of the tile size.
+TILE_BYTES_PER_ENTRY = 512
+CPU_TILE_BUDGET = 2 << 30    # bytes for the tiles in flight on a device that reports no memory
+DEVICE_MEMORY_FRACTION = 0.25  # of a device's free memory, for the tiles in flight
+MAX_TILE = 8192
 NESTED_MAX_ORDER = 4    # the highest total order routed to nested jvp for known structures
 # Nested forward mode grows the compiled program about 3-4x per derivative order: first
 # calls of a depth-2 erf MLP kernel in 1-D (2 CPU cores) took 4 s at total order 4, 9 s at
@@ -54,9 +62,35 @@ SLOW_COMPILE_ORDER = 6
 # Above this total order (T.order + S.order) work is refused unless forced: nested jvp at
 # order 8 already produced a 190k-line program that did not compile in 375 s / 9.4 GB.
 MAX_TOTAL_ORDER = 8
-# gram's peak memory in units of the finished float64 matrix: measured 3.3-3.5x (the
-# assembled NumPy matrix, a block's copy and the final jnp.asarray copy; FACTS.md).
-GRAM_PEAK_FACTOR = 3.5
+# gram's peak memory in units of the finished float64 matrix, beyond the tiles in flight:
+# its growth measured 1.016-1.078x at N = 8192-16384 (benchmarks/gram_memory.py; 2.97-3.04x
+# before tiles were written in place).
+GRAM_PEAK_FACTOR = 1.1
+
+
+def _tile_for(budget: float) -> int:
+  """The largest power of two from 64 to ``MAX_TILE`` whose two tiles in flight
+  (``2 * TILE_BYTES_PER_ENTRY * tile^2`` bytes) fit in ``budget``."""
+  tile = 64
+  while 2 * tile <= MAX_TILE and 2 * TILE_BYTES_PER_ENTRY * (2 * tile) ** 2 <= budget:
+    tile *= 2
+  return tile
+
+
+DEFAULT_TILE = _tile_for(CPU_TILE_BUDGET)   # 1024
+
+
+def default_tile() -> int:
+  """Tile side for the visible devices: where JAX reports device memory
+  (``device.memory_stats()``, GPUs) from ``DEVICE_MEMORY_FRACTION`` of the smallest free
+  memory (``bytes_limit - bytes_in_use``); else (CPU) ``DEFAULT_TILE``, from the 2 GiB
+  ``CPU_TILE_BUDGET``. Two tiles per device are in flight (:func:`device_tiles`)."""
+  free = []
+  for device in jax.local_devices():
+    stats = device.memory_stats()
+    if stats and "bytes_limit" in stats:
+      free.append(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  return _tile_for(DEVICE_MEMORY_FRACTION * min(free)) if free else DEFAULT_TILE
 
 
 class NonFiniteKernelError(FloatingPointError):
@@ -186,32 +220,83 @@ def _blocks(x: np.ndarray, tile: int):
     yield start, np.concatenate([piece, np.repeat(piece[:1], size - len(piece), 0)])
 
 
-def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int) -> Tuple[np.ndarray, int]:
-  """``fn(x1, x2)`` assembled from calls on blocks of at most ``tile`` rows of each
-  (one compiled shape per axis), and the number of its entries that are not finite.
+def _float_dtype() -> np.dtype:
+  """JAX's floating dtype: float64 (ntkpde enables x64), float32 where a caller turned it
+  off (theory/precision.py measures what that costs)."""
+  return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
 
-  Tiles go round-robin to every visible JAX device (``jax.local_devices()``): one tile
-  per device is in flight while the previous round's results are copied into ``out``,
-  so several GPUs (or ``--xla_force_host_platform_device_count`` CPU devices) share the
-  work. Each tile is the same computation on whichever device, so the result does not
-  depend on the number of devices."""
-  n1, n2 = len(x1), len(x2)
-  out = np.empty((n1, n2))
-  bad = 0
+
+def device_tiles(fn: Callable, tasks: Iterable[Tuple[np.ndarray, np.ndarray, int, int]]
+                 ) -> Iterator[Tuple[np.ndarray, int]]:
+  """``fn(a, b)`` for each task ``(a, b, rows, cols)`` (blocks of points of one padded
+  shape; the first ``rows`` of ``a`` and ``cols`` of ``b`` are real), yielded in task
+  order as ``(values[:rows, :cols] on the host, number of NaN/inf entries among them)``.
+
+  Tasks go round-robin to every visible JAX device (``jax.local_devices()``), two per
+  device in flight (one running, one queued) while the host takes finished ones: several
+  GPUs, or ``--xla_force_host_platform_device_count`` CPU devices, share the work. Each
+  tile is the same computation on whichever device, and the order of the results is
+  fixed, so nothing depends on the number of devices.
+
+  Finiteness is checked on the device: the tile's sum, reduced where the tile lies, is
+  finite unless some entry is NaN or inf (or the sum overflows). Only then does the host
+  count the non-finite entries of the tile, so the usual path makes no host pass over
+  the values. (Padding rows repeat real points, so they add no false alarm, and a false
+  alarm from overflow is counted exactly as 0.)"""
   devices = jax.local_devices()
-  columns = list(_blocks(x2, tile))
-  tasks = [(i, a, j, b) for i, a in _blocks(x1, tile) for j, b in columns]
-  for start in range(0, len(tasks), len(devices)):
-    pending = []
-    for device, (i, a, j, b) in zip(devices, tasks[start:start + len(devices)]):
-      if len(devices) > 1:
-        a, b = jax.device_put(a, device), jax.device_put(b, device)
-      pending.append((i, j, len(a), len(b), fn(a, b)))
-    for i, j, rows, cols, result in pending:
-      block = np.asarray(result)[:min(rows, n1 - i), :min(cols, n2 - j)]
-      bad += block.size - int(np.count_nonzero(np.isfinite(block)))
-      out[i:i + block.shape[0], j:j + block.shape[1]] = block
-  return out, bad
+  pending = collections.deque()
+  for number, (a, b, rows, cols) in enumerate(tasks):
+    device = devices[number % len(devices)]
+    values = fn(jax.device_put(a, device), jax.device_put(b, device))
+    pending.append((values, jnp.sum(values), rows, cols))
+    if len(pending) == 2 * len(devices):
+      yield _finished(*pending.popleft())
+  for task in pending:
+    yield _finished(*task)
+
+
+def _finished(values, total, rows: int, cols: int) -> Tuple[np.ndarray, int]:
+  block = np.asarray(values)[:rows, :cols]
+  if np.isfinite(total):
+    return block, 0
+  return block, block.size - int(np.count_nonzero(np.isfinite(block)))
+
+
+def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int, out: np.ndarray,
+           symmetric: bool) -> int:
+  """Writes ``fn(x1, x2)`` into ``out`` from calls on blocks of at most ``tile`` rows
+  of each (one compiled shape per axis, spread over devices by :func:`device_tiles`);
+  returns the number of its entries that are not finite. ``symmetric`` (``x2`` is
+  ``x1`` and ``fn`` a symmetric kernel): only tiles on and above the diagonal are
+  computed, each placed with its transpose, and diagonal tiles are symmetrised, so
+  ``out`` is exactly symmetric."""
+  n1, n2 = len(x1), len(x2)
+  rows = list(_blocks(x1, tile))
+  columns = rows if symmetric else list(_blocks(x2, tile))
+  places = [(i, a, j, b) for p, (i, a) in enumerate(rows) for q, (j, b) in enumerate(columns)
+            if q >= p or not symmetric]
+  tasks = ((a, b, min(len(a), n1 - i), min(len(b), n2 - j)) for i, a, j, b in places)
+  bad = 0
+  for (i, _, j, _), (block, count) in zip(places, device_tiles(fn, tasks)):
+    bad += _place(out, symmetric, i, j, block, count)
+  return bad
+
+
+def _place(out: np.ndarray, symmetric: bool, i: int, j: int, block: np.ndarray,
+           count: int) -> int:
+  """Copies a finished tile into ``out`` (and its transpose below the diagonal when
+  ``symmetric``); returns its non-finite count over the entries it fills."""
+  r, c = block.shape
+  if symmetric and i == j:
+    diagonal = out[i:i + r, j:j + c]
+    np.multiply(block, 0.5, out=diagonal)
+    diagonal += 0.5 * block.T      # halves first: no overflow near the largest float
+    return int(count)
+  out[i:i + r, j:j + c] = block
+  if symmetric:
+    out[j:j + c, i:i + r] = block.T
+    return 2 * int(count)
+  return int(count)
 
 
 def check_operator_pair(T: LinearOperator, S: Optional[LinearOperator], tile: int,
@@ -233,25 +318,42 @@ def check_operator_pair(T: LinearOperator, S: Optional[LinearOperator], tile: in
 
 def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: int,
                     what: str) -> Callable:
-  """``(x1, x2=None) -> fn(x1, x2)`` as an ``(n1, n2)`` float64 array: inputs checked
-  against the operators' coordinates, computed in ``tile x tile`` tiles, and a
-  ``NonFiniteKernelError`` naming ``what`` if any entry is NaN or inf."""
-  def evaluate(x1, x2=None):
+  """``(x1, x2=None, out=None) -> fn(x1, x2)``, an ``(n1, n2)`` float64 NumPy array:
+  inputs checked against the operators' coordinates, computed in ``tile x tile``
+  tiles written straight into ``out`` (a preallocated float64 array of that shape,
+  e.g. a block of a larger matrix; allocated if ``None``, and returned), and a
+  ``NonFiniteKernelError`` naming ``what`` if any entry is NaN or inf. Without
+  ``x2`` and with ``T == S`` the matrix is symmetric: half the tiles are computed.
+  ``fn(a, b)`` is a JAX function of two equally padded blocks of points; it is kept as
+  ``evaluate.tile_fn`` (with ``evaluate.coords``) for callers that schedule their own
+  tiles (:mod:`ntkpde.large_eigen`)."""
+  def evaluate(x1, x2=None, out=None):
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
-    values, bad = _tiled(fn, a, b, int(tile))
+    shape, dtype = (len(a), len(b)), _float_dtype()
+    if out is None:
+      out = np.empty(shape, dtype)
+    elif not (isinstance(out, np.ndarray) and out.shape == shape and out.dtype == dtype
+              and out.flags.writeable):
+      raise ValueError(f"out must be a writable {dtype} NumPy array of shape {shape}, got "
+                       f"{type(out).__name__} {getattr(out, 'shape', '')} "
+                       f"{getattr(out, 'dtype', '')}.")
+    bad = _tiled(fn, a, b, int(tile), out, symmetric=x2 is None and T == S)
     if bad:
       raise NonFiniteKernelError(
-          f"{what}: {bad} of {values.size} entries are NaN or inf. Check that the activation "
+          f"{what}: {bad} of {out.size} entries are NaN or inf. Check that the activation "
           f"is smooth enough for the operators and that the inputs are in range.")
-    return jnp.asarray(values)
+    return out
+  evaluate.tile_fn, evaluate.coords = fn, T.coords
   return evaluate
 
 
 def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOperator] = None,
-                    get: str = "ntk", tile: int = DEFAULT_TILE, force: bool = False,
+                    get: str = "ntk", tile: Optional[int] = None, force: bool = False,
                     method: Optional[str] = None) -> Callable:
-  """Returns ``(x1, x2) -> T_x S_x' K(x1, x2)``, an ``(n1, n2)`` float64 array.
+  """Returns ``(x1, x2=None, out=None) -> T_x S_x' K(x1, x2)``, an ``(n1, n2)`` float64
+  NumPy array (:func:`tiled_evaluator`: ``x2`` defaults to ``x1``, ``out`` is an optional
+  preallocated array to write into).
 
   ``K`` is ``kernel_fn(., ., get)`` with ``get`` in ``("ntk", "nngp")``; ``S``
   defaults to ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. The returned
@@ -263,6 +365,7 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   """
   if get not in GETS:
     raise ValueError(f"get must be one of {GETS}, got {get!r}.")
+  tile = default_tile() if tile is None else tile
   S = check_operator_pair(T, S, tile)
   _check_operator_order(kernel_fn, T, S)
   smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order,
@@ -302,8 +405,9 @@ class Channel:
 @dataclasses.dataclass(frozen=True)
 class BlockGram:
   """Block Gram matrix over channels: block ``(a, b)`` is ``T_a,x T_b,x' K`` at the
-  points of channels ``a`` and ``b``. ``matrix`` is symmetric by construction."""
-  matrix: jax.Array
+  points of channels ``a`` and ``b``. ``matrix`` (a NumPy array from :func:`gram`) is
+  symmetric by construction."""
+  matrix: np.ndarray
   names: Tuple[str, ...]
   sizes: Dict[str, int]
 
@@ -315,7 +419,7 @@ class BlockGram:
       start += self.sizes[name]
     return out
 
-  def block(self, a: str, b: str) -> jax.Array:
+  def block(self, a: str, b: str) -> np.ndarray:
     for name in (a, b):
       if name not in self.sizes:
         raise KeyError(f"no channel {name!r}; channels are {list(self.names)}.")
@@ -365,10 +469,14 @@ def available_memory() -> Optional[int]:
     return None
 
 
-def check_gram_memory(n: int, force: bool = False) -> None:
-  """Refuses (``ValueError``) an ``n x n`` float64 Gram whose estimated peak memory
-  (``GRAM_PEAK_FACTOR * 8 n^2`` bytes) exceeds the available memory, unless forced."""
-  need = GRAM_PEAK_FACTOR * 8.0 * n * n
+def check_gram_memory(n: int, force: bool = False, tile: Optional[int] = None) -> None:
+  """Refuses (``ValueError``) an ``n x n`` float64 Gram whose estimated peak host memory
+  exceeds the available memory, unless forced: ``GRAM_PEAK_FACTOR * 8 n^2`` bytes, plus
+  the working memory of the tiles in flight on CPU devices (``2 * TILE_BYTES_PER_ENTRY *
+  tile^2`` each; a GPU's tiles live in its own memory)."""
+  side = min(default_tile() if tile is None else int(tile), n)
+  cpus = sum(d.platform == "cpu" for d in jax.local_devices())
+  need = GRAM_PEAK_FACTOR * 8.0 * n * n + cpus * 2 * TILE_BYTES_PER_ENTRY * side ** 2
   have = available_memory()
   if force or have is None or need <= have:
     return
@@ -380,7 +488,7 @@ def check_gram_memory(n: int, force: bool = False) -> None:
 
 
 def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
-         tile: int = DEFAULT_TILE, force: bool = False) -> BlockGram:
+         tile: Optional[int] = None, force: bool = False) -> BlockGram:
   """The block Gram matrix ``[T_a,x T_b,x' K(X_a, X_b)]_{a,b}`` over ``channels``.
 
   ``channels`` is a sequence of ``(name, operator, points)``. Upper blocks are
@@ -393,29 +501,29 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
   _check_operator_order(kernel_fn, *[c.operator for c in chans])
   top = max(chans, key=lambda c: c.operator.order).operator
   _check_total_order(route(kernel_fn, top, top), top, top, force)
-  check_gram_memory(sum(len(c.points) for c in chans), force)
+  check_gram_memory(sum(len(c.points) for c in chans), force, tile)
   return assemble_gram(chans, lambda T, S: operator_kernel(kernel_fn, T, S, get, tile, force))
 
 
 def assemble_gram(chans: Sequence[Channel], block_kernel: Callable) -> BlockGram:
-  """``BlockGram`` of validated channels, block ``(a, b)`` from
-  ``block_kernel(T_a, T_b)(X_a, X_b)``: upper blocks computed, lower blocks their
-  transposes, diagonal blocks symmetrised (``T_x T_x' K(X, X)`` is symmetric only up
-  to rounding: the ``jvp`` nesting order differs). A ``NonFiniteKernelError`` names
-  the block."""
+  """``BlockGram`` of validated channels, block ``(a, b)`` written in place by
+  ``block_kernel(T_a, T_b)`` (a :func:`tiled_evaluator`) into one preallocated matrix:
+  upper blocks computed, lower blocks their transposes, diagonal blocks from their upper
+  tiles, symmetrised (``T_x T_x' K(X, X)`` is symmetric only up to rounding: the ``jvp``
+  nesting order differs). Peak memory is the matrix plus a few tiles. A
+  ``NonFiniteKernelError`` names the block."""
   n = sum(len(c.points) for c in chans)
-  out = np.empty((n, n))
+  out = np.empty((n, n), _float_dtype())
   starts = np.cumsum([0] + [len(c.points) for c in chans])
   for i, a in enumerate(chans):
     for j in range(i, len(chans)):
       b = chans[j]
+      rows, cols = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
       try:
-        block = np.asarray(block_kernel(a.operator, b.operator)(a.points, b.points))
+        block_kernel(a.operator, b.operator)(a.points, None if i == j else b.points,
+                                             out=out[rows, cols])
       except NonFiniteKernelError as err:
         raise NonFiniteKernelError(f"block ({a.name!r}, {b.name!r}): {err}") from None
-      if i == j:
-        block = (block + block.T) / 2
-      out[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = block
-      out[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = block.T
-  return BlockGram(jnp.asarray(out), tuple(c.name for c in chans),
-                   {c.name: len(c.points) for c in chans})
+      if i != j:
+        out[cols, rows] = out[rows, cols].T
+  return BlockGram(out, tuple(c.name for c in chans), {c.name: len(c.points) for c in chans})

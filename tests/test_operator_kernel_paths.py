@@ -4,8 +4,9 @@
 differentiates that program, pads inputs to a few bucket sizes and assembles
 big matrices from padded tiles, and counts non-finite entries tile by tile.
 Here each is checked against a route that does not use it: tiled vs a single
-block, the operator kernel vs per-pair ``jax.grad`` of the scalar kernel
-(shares only ``kernel_fn``), and the NaN count vs NumPy.
+block, the operator kernel vs per-pair ``jax.grad`` / ``jax.hessian`` of the scalar
+kernel (shares only ``kernel_fn``), the NaN count (flagged on the device) vs NumPy, the
+matrix written into a caller's array, gram's memory, and 4 devices vs 1.
 
 Tolerances: every entry is the same float64 arithmetic on the same row pair
 whatever the tiling, up to the order XLA vectorises it in, so tiled and single
@@ -96,23 +97,149 @@ def test_no_points_gives_an_empty_matrix(kernel_fn):
   assert out.shape == (0, 3)
 
 
+def test_symmetric_route_matches_per_pair_gradient_and_is_exactly_symmetric(kernel_fn):
+  """``operator_kernel(k, T)(x)`` computes only the upper tiles and mirrors them; against
+  per-pair ``jax.hessian`` of the scalar kernel (reverse over forward, no tiling)."""
+  def k(x, xp):
+    return kernel_fn(x[None], xp[None], "ntk")[0, 0]
+
+  def lap_lap(x, xp):
+    inner = lambda a, b: jnp.trace(jax.hessian(k, argnums=1)(a, b))
+    return jnp.trace(jax.hessian(inner, argnums=0)(x, xp))
+  x = np.random.default_rng(3).uniform(-1, 1, (19, 2))
+  per_pair = jax.jit(jax.vmap(jax.vmap(lap_lap, (None, 0)), (0, None)))(x, x)
+  lap = parse("u_xx + u_yy", COORDS)
+  tiled = ntkpde.operator_kernel(kernel_fn, lap, tile=8)(x)  # 3 x 3 tiles, 6 computed
+  assert isinstance(tiled, np.ndarray) and tiled.dtype == np.float64
+  np.testing.assert_array_equal(tiled, tiled.T)
+  assert _rel(tiled, per_pair) < ROUNDING
+
+
+def test_results_are_written_into_a_preallocated_array(kernel_fn):
+  T, S = parse("u_xx + u_yy", COORDS), parse("u_x + x*u_y", COORDS)
+  rng = np.random.default_rng(4)
+  x1, x2 = rng.uniform(-1, 1, (13, 2)), rng.uniform(-1, 1, (21, 2))
+  kernel = ntkpde.operator_kernel(kernel_fn, T, S, tile=8)
+  big = np.full((20, 30), 7.0)
+  assert kernel(x1, x2, out=big[2:15, 5:26]).base is big
+  np.testing.assert_array_equal(big[2:15, 5:26], kernel(x1, x2))
+  big[2:15, 5:26] = 7.0
+  assert np.all(big == 7.0)  # nothing written outside the view
+  for bad in (np.empty((13, 20)), np.empty((13, 21), np.float32), jnp.zeros((13, 21))):
+    with pytest.raises(ValueError, match=r"out must be a writable float64 NumPy array of "
+                                         r"shape \(13, 21\)"):
+      kernel(x1, x2, out=bad)
+
+
+def test_gram_holds_one_matrix_and_a_few_tiles(kernel_fn):
+  """tracemalloc sees NumPy's allocations: gram's peak is its matrix plus tiles."""
+  import tracemalloc
+  x = np.random.default_rng(5).uniform(-1, 1, (600, 2))
+  channels = [("a", identity(COORDS), x[:350]), ("b", parse("u_x", COORDS), x[350:])]
+  ntkpde.gram(kernel_fn, channels, tile=64)  # compile outside the measurement
+  tracemalloc.start()
+  try:
+    g = ntkpde.gram(kernel_fn, channels, tile=64)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  matrix = 8 * 600 ** 2
+  assert isinstance(g.matrix, np.ndarray) and g.matrix.shape == (600, 600)
+  assert peak <= matrix + 16 * 8 * 64 ** 2, peak / matrix
+  direct = np.asarray(ntkpde.operator_kernel(kernel_fn, identity(COORDS), parse("u_x", COORDS))(
+      x[:350], x[350:]))
+  np.testing.assert_array_equal(g.block("b", "a"), g.block("a", "b").T)
+  assert _rel(g.block("a", "b"), direct) < ROUNDING
+
+
+def test_an_overflowing_tile_sum_is_no_false_alarm():
+  """The device flags a tile by its sum; 1e308-sized entries overflow it to inf, and the
+  host's exact count then finds no non-finite entry."""
+  kfn = ntkpde.KernelFn(lambda x1, x2, get: 1e308 * jnp.cos(x1 @ x2.T) ** 2,
+                        description="huge finite kernel")
+  x = np.random.default_rng(7).uniform(-1, 1, (9, 2))
+  values = ntkpde.operator_kernel(kfn, identity(COORDS))(x)
+  with np.errstate(over="ignore"):
+    assert np.all(np.isfinite(values)) and not np.isfinite(np.sum(values))
+  np.testing.assert_allclose(values, 1e308 * np.cos(x @ x.T) ** 2, rtol=1e-14)
+
+
+def test_non_finite_entries_counted_on_the_symmetric_route():
+  def sqrt_kernel(x1, x2, get):  # NaN wherever x . x' < 0
+    return jnp.sqrt(x1 @ x2.T)
+  kfn = ntkpde.KernelFn(sqrt_kernel, description="sqrt of the dot product")
+  x = np.random.default_rng(6).normal(size=(19, 2))
+  expected = int(np.sum(x @ x.T < 0))
+  assert expected > 0
+  with pytest.raises(ntkpde.NonFiniteKernelError,
+                     match=re.escape(f"{expected} of {19 * 19} entries are NaN or inf")):
+    ntkpde.operator_kernel(kfn, identity(COORDS), tile=8)(x)
+
+
 def test_tiles_spread_over_several_devices_give_identical_values(tmp_path):
   """Four host CPU devices (a subprocess: the device count is fixed when JAX starts)
-  against one: every tile is the same computation, so the values are identical."""
+  against one: every tile is the same computation and the host combines them in a fixed
+  order, so the tiled kernel, the Gram and large_eigen's subspace iteration are identical."""
   import os
   import subprocess
   import sys
   code = (
       "import numpy as np, jax, ntkpde\n"
+      "from ntkpde import large_eigen\n"
       "from ntkpde.operators import parse\n"
       "assert len(jax.local_devices()) == {n}, jax.local_devices()\n"
       "x = np.random.default_rng(0).uniform(-1, 1, (21, 2))\n"
       "lap = parse('u_xx + u_yy', ('x', 'y'))\n"
       "k = ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, lap, tile=8)\n"
-      "np.save(r'{out}', np.asarray(k(x, x[:13])))\n")
+      "top = large_eigen.top_eigenvalues(k, x, 3, block=5, tile=8, cache_bytes=0, max_passes=2)\n"
+      "np.savez(r'{out}', mixed=k(x, x[:13]), gram=k(x), eigen=top.values)\n")
   for n in (1, 4):
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-    subprocess.run([sys.executable, "-c", code.format(n=n, out=tmp_path / f"{n}.npy")],
+    subprocess.run([sys.executable, "-c", code.format(n=n, out=tmp_path / f"{n}.npz")],
                    env=env, check=True, capture_output=True, text=True)
-  np.testing.assert_array_equal(np.load(tmp_path / "4.npy"), np.load(tmp_path / "1.npy"))
+  one, four = np.load(tmp_path / "1.npz"), np.load(tmp_path / "4.npz")
+  for name in ("mixed", "gram", "eigen"):
+    np.testing.assert_array_equal(four[name], one[name])
+
+
+def test_tile_size_from_device_memory(monkeypatch):
+  """CPU reports no memory: the 2 GiB budget gives 1024. A device reporting memory gets
+  the largest power of two whose two tiles in flight fit a quarter of its free memory."""
+  k = operator_kernels
+  assert k.default_tile() == k.DEFAULT_TILE == 1024
+  assert 2 * k.TILE_BYTES_PER_ENTRY * 1024 ** 2 <= k.CPU_TILE_BUDGET < \
+      2 * k.TILE_BYTES_PER_ENTRY * 2048 ** 2
+
+  class Gpu:
+    platform = "gpu"
+
+    def __init__(self, limit, used):
+      self.stats = {"bytes_limit": limit, "bytes_in_use": used}
+
+    def memory_stats(self):
+      return self.stats
+  gib = 2 ** 30
+  for devices, tile in (([Gpu(60 * gib, 0)], 2048), ([Gpu(130 * gib, 2 * gib)], 4096),
+                        ([Gpu(130 * gib, 0), Gpu(20 * gib, 12 * gib)], 1024),
+                        ([Gpu(gib // 64, 0)], 64), ([Gpu(10 ** 15, 0)], k.MAX_TILE)):
+    monkeypatch.setattr(jax, "local_devices", lambda devices=devices: devices)
+    assert k.default_tile() == tile
+
+
+@pytest.mark.parametrize("method", ["nested-jvp", "taylor"])
+def test_a_tile_makes_no_host_round_trip_and_stays_float64(kernel_fn, method):
+  """GPU readiness: a tile is one pure JAX computation of the points. Tracing it with
+  abstract inputs fails if anything in it reads a value back to the host (``float()``,
+  ``np.asarray``, Python control flow on values); the result is float64."""
+  T = parse("u_xx + x*u_yy", COORDS)
+  fn = ntkpde.operator_kernel(kernel_fn, T, method=method).tile_fn
+  spec = jax.ShapeDtypeStruct((16, 2), jnp.float64)
+  jaxpr = jax.make_jaxpr(fn)(spec, spec)
+  assert [v.dtype for v in jaxpr.out_avals] == [jnp.float64]
+  assert [v.shape for v in jaxpr.out_avals] == [(16, 16)]
+
+  def reads_back(a, b):
+    return fn(a, b) * float(a[0, 0])
+  with pytest.raises(jax.errors.ConcretizationTypeError):
+    jax.make_jaxpr(reads_back)(spec, spec)  # such a read is what tracing rejects

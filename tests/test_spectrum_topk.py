@@ -25,3 +25,29 @@ def test_top_k_matches_full_spectrum():
 def test_bad_k(k):
   with pytest.raises(ValueError, match="k must be an integer in 1 .. 40"):
     spectrum.eigenvalues(np.eye(40), k=k)
+
+
+def test_large_eigen_refuses_points_of_the_wrong_dimension_before_any_work():
+  import ntkpde
+  from ntkpde import large_eigen
+  from ntkpde.operators import identity
+  calls = []
+
+  def kernel(x1, x2, get):
+    calls.append(get)
+    return x1 @ x2.T
+  kfn = ntkpde.KernelFn(kernel, description="linear kernel")
+  k = ntkpde.operator_kernel(kfn, identity(("x", "y")))
+  with pytest.raises(ValueError, match=r"points must have shape \(N, 2\) for the kernel's "
+                                       r"coordinates \['x', 'y'\], got \(20, 3\)"):
+    large_eigen.top_eigenvalues(k, np.ones((20, 3)), 2)
+  assert not calls
+
+
+def test_large_eigen_reports_a_non_finite_tile():
+  from ntkpde import large_eigen
+  x = np.random.default_rng(1).normal(size=(30, 2))
+  with np.errstate(invalid="ignore"), \
+       pytest.raises(FloatingPointError, match=r"kernel tile \(0, 0\) has \d+ NaN/inf entries"):
+    large_eigen.top_eigenvalues(lambda a, b: np.sqrt(np.asarray(a) @ np.asarray(b).T), x, 2,
+                                tile=16, cache_bytes=0)
