@@ -78,6 +78,8 @@ CASES = {
     "spectrum-points-text": (["spectrum", "--points", "x"], ["--points", "'x'"]),
     "spectrum-dims-five": (["spectrum", "--dims", "5", "--out", "OUT/s.json"], ["--dims", "5"]),
     "spectrum-dims-zero": (["spectrum", "--dims", "0"], ["--dims", "'0'"]),
+    "spectrum-too-large": (["spectrum", "--dims", "1", "4", "--points", "32", "--out", "OUT/s.json"],
+                           ["--points 32", "--dims 4", "GiB"]),
     "spectrum-depths-zero": (["spectrum", "--depths", "0"], ["--depths", "'0'"]),
     "spectrum-activation": (SPEC + ["--activations", "erf", "tanhh", "--out", "OUT/s.json"],
                             ["--activations", "tanhh"]),

@@ -164,12 +164,26 @@ def _plot(records, path: Path) -> None:
   reporting.save_figure(fig, path)
 
 
+def _check_size(points: int, dim: int) -> None:
+  """Refuses a sweep whose largest Gram (``N = points^dim``) and the dense eigensolver's
+  copy of it (``2 * 8 N^2`` bytes) do not fit in the available memory."""
+  from ntkpde.operator_kernels import available_memory
+  n = points ** dim
+  need, have = 16.0 * n * n, available_memory()
+  if have is not None and need > have:
+    raise UsageError(f"--points {points} with --dims {dim}: N = {points}^{dim} = {n} points; the "
+                     f"Gram matrix and the eigensolver's copy need {need / 2**30:.3g} GiB, only "
+                     f"{have / 2**30:.1f} GiB is available. Use fewer --points or smaller --dims "
+                     f"(ntkpde.large_eigen.top_eigenvalues gives the top of a larger spectrum).")
+
+
 def run(args) -> int:
   out = writable_file(args.out, (".json", ".csv"))
   if args.points < 2:
     raise UsageError(f"--points {args.points}: expected an integer >= 2.")
   if any(d > 4 for d in args.dims):
     raise UsageError(f"--dims {' '.join(map(str, args.dims))}: dimensions must be in 1..4.")
+  _check_size(args.points, max(args.dims))
   from ntkpde.architectures import ACTIVATIONS
   unknown = sorted(set(args.activations) - set(ACTIVATIONS))
   if unknown:
