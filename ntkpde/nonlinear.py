@@ -27,6 +27,13 @@ The iterate is ``u_k(x) = sum_j [D^beta_j K(x, x_j)] w_j`` with weights
 
 ``kernel_fn(x1, x2, get)`` is any kernel: the NTK/NNGP of an ntkpde network, or the
 Gaussian kernel :func:`gaussian_kernel` of the GP-PDE literature.
+
+With an output map ``u = A + B N`` (:mod:`ntkpde.output_maps`) the unknown is ``v = u - A``
+with the kernel ``B(x) B(x') K(x, x')`` (:class:`ntkpde.output_maps.ConstrainedKernel`),
+and ``F`` is evaluated at the measurements of the whole ``u``: ``z + a`` with
+``a = [D^alpha A(X_c)]`` (:meth:`ntkpde.output_maps.OutputMap.shift`); ``dF/dz`` is
+unchanged. Boundary conditions built into ``A``, ``B`` hold exactly and their channels are
+dropped.
 """
 import dataclasses
 import time
@@ -38,11 +45,11 @@ import scipy.linalg
 import scipy.sparse
 import sympy
 
-from ntkpde import operator_kernels
+from ntkpde import operator_kernels, output_maps
 from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 
 STALL = 1e-6
-FLOOR = 1e-9        # residual changes below FLOOR * rms(f) are rounding (and nugget) level
+FLOOR = 1e-9        # residual changes below FLOOR * (equation scale) are rounding (and nugget) level
 MAX_HALVINGS = 20
 
 
@@ -104,7 +111,9 @@ class Solution:
   """The Gauss-Newton kernel solution: ``u(x) = sum_j [D^beta_j K(x, x_j)] weights_j``.
 
   ``history`` lists the :class:`Step` s, ``channels`` the measurement functionals
-  ``D^alpha`` at the points ``X_c``, ``measurements`` the final ``z``."""
+  ``D^alpha`` at the points ``X_c``, ``measurements`` the final ``D^alpha u(X_c)``;
+  with an ``output`` map ``u = A + B N`` the sum runs over the kernel ``B B' K`` of ``u - A``
+  and ``A`` is added."""
   kernel_fn: Callable
   get: str
   channels: Tuple[operator_kernels.Channel, ...]   # measurement functionals D^alpha at X_c
@@ -113,10 +122,12 @@ class Solution:
   history: Tuple[Step, ...]
   condition_number: float        # 1-norm estimate, last linear system, nugget included
   seconds: float
+  output: Optional[output_maps.OutputMap] = None
 
   def __call__(self, x) -> np.ndarray:
     """``u(x)`` at points ``x`` of shape ``(n, d)``."""
-    return _cross_matrix(self.kernel_fn, self.channels, x, self.get) @ self.weights
+    v = _cross_matrix(self.kernel_fn, self.channels, x, self.get) @ self.weights
+    return v if self.output is None else v + np.asarray(self.output.A(jnp.asarray(x)))
 
 
 def _cross_matrix(kernel_fn, channels, x, get) -> np.ndarray:
@@ -146,10 +157,25 @@ def _check_equations(channels, targets):
   return out
 
 
+def _check_output(output, equations):
+  """An output map over the channels' coordinates; a channel of ``u`` alone (order 0) at a
+  point where ``B = 0`` is refused (``u = A`` there already; its kernel row is zero)."""
+  if not isinstance(output, output_maps.OutputMap):
+    raise ValueError(f"output must be an ntkpde.output_maps.OutputMap (output_maps.output_map), "
+                    f"got {type(output).__name__}.")
+  if output.coords != equations[0][1].coords:
+    raise ValueError(f"output map coordinates {output.coords} differ from the channels' "
+                     f"{equations[0][1].coords}.")
+  for name, op, points, _ in equations:
+    if op.order == 0 and np.any(np.asarray(output.B(jnp.asarray(points))) == 0):
+      raise ValueError(f"channel {name!r}: B = 0 at some of its points, where u = A holds "
+                       f"exactly; drop those points (or the channel).")
+
+
 def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str = "ntk",
           nugget: float = 1e-10, tol: float = 1e-6, max_iterations: int = 20,
-          x_test=None, exact=None, progress: Optional[Callable[[Step], None]] = None
-          ) -> Solution:
+          x_test=None, exact=None, progress: Optional[Callable[[Step], None]] = None,
+          output: Optional[output_maps.OutputMap] = None) -> Solution:
   """Gauss-Newton kernel collocation for ``N_c[u] = f_c`` on every channel (module docstring).
 
   ``channels``: ``[(name, NonlinearOperator, points (n_c, d))]`` (e.g.
@@ -157,8 +183,10 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   ``targets``: one ``(n_c,)`` array per channel. Starts at ``u_0 = 0``; converged when the
   relative update of the measurements is below ``tol``, or when a full step leaves the
   residual stationary (change below ``STALL`` times the residual plus ``FLOOR`` times
-  the root mean square of ``f``: the update has reached the rounding floor of the
-  ill-conditioned system, about ``cond * eps``, or the nugget's; a stationary residual
+  the scale of the equations, the larger of the root mean squares of ``f`` and of the
+  initial residual ``F(z_0) - f``, which is not zero when ``f = 0``: the update has
+  reached the rounding floor of the ill-conditioned system, about ``cond * eps``, or the
+  nugget's; a stationary residual
   under damped steps is a stuck iteration, not a solution); else raises
   ``GaussNewtonDivergence``
   after ``max_iterations``. ``x_test`` with ``exact`` (values there) records the relative L2
@@ -166,7 +194,8 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   ``GaussNewtonDivergence`` if the residual becomes non-finite or grows above
   ``1e6`` times its largest earlier value, or if it has not converged after
   ``max_iterations`` (Gauss-Newton from ``u_0 = 0`` can leave the basin of a strongly
-  nonlinear problem, or cycle when the problem has no solution).
+  nonlinear problem, or cycle when the problem has no solution). ``output``: an output map
+  ``u = A + B N`` (module docstring); the iteration starts at ``u_0 = A``.
   """
   start = time.perf_counter()
   if get not in operator_kernels.GETS:
@@ -178,18 +207,24 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   equations = _check_equations(channels, targets)
   if (x_test is None) != (exact is None):
     raise ValueError("pass x_test and exact together (or neither).")
+  if output is not None:
+    _check_output(output, equations)
+    kernel_fn = output_maps.ConstrainedKernel(kernel_fn, output)
   measures, index = _measurements(equations)
+  shift = np.zeros(sum(len(c.points) for c in measures)) if output is None else np.concatenate(
+      [np.asarray(output.shift(c.operator)(jnp.asarray(c.points))) for c in measures])
   theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
   cross = None
   if x_test is not None:
     cross = _cross_matrix(kernel_fn, tuple(measures), x_test, get)
     exact = np.asarray(exact, dtype=np.float64).reshape(-1)
+    a_test = 0.0 if output is None else np.asarray(output.A(jnp.asarray(x_test)))
   f = np.concatenate([eq[3] for eq in equations])
   z, weights = np.zeros(len(theta)), np.zeros(len(theta))
-  values, grads = _linearise(equations, index, z)
+  values, grads = _linearise(equations, index, z + shift)
   residual = _rms(values - f)
   history, worst = [], residual
-  floor = FLOOR * _rms(f)
+  floor = FLOOR * max(_rms(f), residual)
   converged, cond = False, np.inf
   for iteration in range(1, int(max_iterations) + 1):
     tic = time.perf_counter()
@@ -203,7 +238,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     size, best = 1.0, None
     for _ in range(MAX_HALVINGS + 1):
       trial_z = theta @ (weights + size * direction)
-      trial_values, trial_grads = _linearise(equations, index, trial_z)
+      trial_values, trial_grads = _linearise(equations, index, trial_z + shift)
       trial_residual = _rms(trial_values - f)
       trial_residual = trial_residual if np.isfinite(trial_residual) else np.inf
       trial = (trial_residual, size, trial_z, trial_values, trial_grads)
@@ -219,7 +254,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     previous, z = history[-1].residual if history else None, z_new
     error = None
     if cross is not None:
-      error = float(np.linalg.norm(cross @ weights - exact) / np.linalg.norm(exact))
+      error = float(np.linalg.norm(cross @ weights + a_test - exact) / np.linalg.norm(exact))
     step = Step(iteration, residual, update, size, error, time.perf_counter() - tic)
     history.append(step)
     if progress is not None:
@@ -241,8 +276,8 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
         f"{last.update:.3e} (tol {tol:g}), residual {last.residual:.3e}. The problem may have "
         f"no solution near u = 0, or the system is too ill-conditioned (condition estimate "
         f"{cond:.1e}): raise the nugget or max_iterations.", tuple(history))
-  return Solution(kernel_fn, get, tuple(measures), weights, z, tuple(history), cond,
-                  time.perf_counter() - start)
+  return Solution(kernel_fn, get, tuple(measures), weights, z + shift, tuple(history), cond,
+                  time.perf_counter() - start, output)
 
 
 def _measurements(equations):

@@ -6,7 +6,7 @@ import pytest
 import sympy
 
 import ntkpde
-from ntkpde import nonlinear, problems
+from ntkpde import nonlinear, output_maps, problems
 from ntkpde.operators import parse, parse_nonlinear
 from ntkpde.predict import gradient_descent_mse_ensemble
 
@@ -80,6 +80,60 @@ def test_elliptic_error_falls_with_points():
     assert len(sol.history) <= 10
     errors.append(sol.history[-1].error)
   assert errors[1] < errors[0] / 10, errors
+
+
+def test_output_map_linear_problem_is_kernel_regression_of_u_minus_a():
+  """``u = x + x(1 - x) N`` for ``-u_xx + u = f``: one Gauss-Newton step is the t = inf
+  kernel regression (ntkpde.predict) of ``u - A`` with the kernel ``B B' K`` on the
+  shifted targets ``f - T A``, plus ``A``; no boundary channel."""
+  k = nonlinear.gaussian_kernel(0.25)
+  omap = output_maps.output_map("x", A="x", B="x*(1 - x)")
+  x_in = np.linspace(0.05, 0.95, 9)[:, None]
+  f = (4 * np.pi ** 2 + 1) * np.sin(2 * np.pi * x_in[:, 0]) + x_in[:, 0]
+  sol = nonlinear.solve(k, [("interior", parse_nonlinear("-u_xx + u", "x"), x_in)], [f],
+                        nugget=0.0, output=omap)
+  assert len(sol.history) == 2 and sol.history[1].update < 1e-9
+  op = parse("-u_xx + u", "x")
+  x_test = np.linspace(0, 1, 13)[:, None]
+  mean = gradient_descent_mse_ensemble(
+      output_maps.ConstrainedKernel(k, omap), [("interior", op, x_in)],
+      [f - np.asarray(omap.shift(op)(x_in))])(None, x_test)
+  np.testing.assert_allclose(sol(x_test), np.asarray(mean) + x_test[:, 0], rtol=1e-7, atol=1e-7)
+
+
+def test_output_map_allen_cahn_exact_boundary_and_error():
+  """Steady Allen-Cahn with ``u = u*(1) x + (1 - x^2) N``: the boundary channel is dropped,
+  ``u = A`` exactly at x = +-1, and the error against the exact solution is no worse than
+  the plain solve's (boundary as measurements) on the same points. The right-hand side is
+  0, so this also checks the scale-aware rounding floor (with ``FLOOR * rms(f) = 0`` the
+  converged full step was refused for a 1e-12 residual rise and the solve stalled)."""
+  problem = problems.get("allen_cahn1d")
+  sample = problem.sample({"interior": 48}, sampler="grid")
+  edge = float(np.tanh(1 / (np.sqrt(2) * problem.params["eps"])))
+  omap = output_maps.output_map("x", A=f"{edge!r}*x", B="1 - x**2")
+  x_test = np.linspace(-1, 1, 201)[:, None]
+  exact = problem.exact_fn()(x_test)
+  k = nonlinear.gaussian_kernel(0.1)
+  plain = nonlinear.solve(k, sample.channels, sample.targets, x_test=x_test, exact=exact)
+  mapped = nonlinear.solve(k, sample.channels[:1], sample.targets[:1], x_test=x_test,
+                           exact=exact, output=omap)
+  assert sample.channels[1].name == "boundary" and len(mapped.history) <= 10
+  error = np.linalg.norm(mapped(x_test) - exact) / np.linalg.norm(exact)
+  assert error == pytest.approx(mapped.history[-1].error, rel=1e-12)
+  assert error <= plain.history[-1].error < 1e-4, (error, plain.history[-1].error)
+  ends = np.array([[-1.0], [1.0]])
+  boundary = np.asarray(omap.A(ends))       # u = A exactly where B = 0
+  np.testing.assert_array_equal(mapped(ends), boundary)
+  np.testing.assert_allclose(boundary, [-edge, edge], rtol=1e-15)
+  x_in = sample.channels[0].points   # measurements are of the whole u: u(x_in) first
+  np.testing.assert_allclose(mapped.measurements[:48], mapped(x_in), rtol=1e-9, atol=1e-12)
+  with pytest.raises(ValueError, match="drop those points"):
+    nonlinear.solve(k, sample.channels, sample.targets, output=omap)
+  with pytest.raises(ValueError, match="coordinates"):
+    nonlinear.solve(k, sample.channels[:1], sample.targets[:1],
+                    output=output_maps.output_map("y", B="1 - y**2"))
+  with pytest.raises(ValueError, match="OutputMap"):
+    nonlinear.solve(k, sample.channels[:1], sample.targets[:1], output=("x", "1 - x**2"))
 
 
 def test_no_solution_raises_with_history():
