@@ -10,6 +10,8 @@ Sections (``--section``):
   activations and Gaussian kernels: error and condition estimate (the figure of
   docs/nonlinear.md).
 * ``others``: Burgers (both viscosities), steady Allen-Cahn, regularised Eikonal.
+* ``output-map``: steady Allen-Cahn with the boundary values as measurements and with the
+  output map ``u = u*(1) x + (1 - x^2) N`` (boundary channel dropped), same interior points.
 
 Each row is printed when done and all rows go to ``--out`` (JSON, written atomically after
 every row). Usage: ``python benchmarks/nonlinear_gauss_newton.py --section elliptic
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import ntkpde
-from ntkpde import nonlinear, problems, reporting
+from ntkpde import nonlinear, output_maps, problems, reporting
 
 
 def _test_points(problem, n, seed=12345):
@@ -42,17 +44,24 @@ def _kernel(spec, problem):
   return net.kernel_fn, get or "ntk"
 
 
-def run_one(name, spec, sizes, nugget, n_test=2500, seed=0):
+def run_one(name, spec, sizes, nugget, n_test=2500, seed=0, output=None):
+  """One solve; with ``output`` (an output map ``(A, B)`` as text) only the first channel
+  (the PDE) is kept."""
   problem = problems.get(name)
   kernel_fn, get = _kernel(spec, problem)
   sample = problem.sample(sizes, sampler="sobol", seed=seed)
+  channels, targets = sample.channels, sample.targets
+  row = {"problem": name, "kernel": spec, "sizes": sample.sizes, "nugget": nugget}
+  if output is not None:
+    channels, targets = channels[:1], targets[:1]
+    row.update(sizes={channels[0].name: len(channels[0].points)}, output_map=output)
+    output = output_maps.output_map(problem.coords, *output)
   x_test = _test_points(problem, n_test)
   exact = problem.exact_fn()(x_test)
   start = time.perf_counter()
-  row = {"problem": name, "kernel": spec, "sizes": sample.sizes, "nugget": nugget}
   try:
-    sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=nugget,
-                          x_test=x_test, exact=exact)
+    sol = nonlinear.solve(kernel_fn, channels, targets, get=get, nugget=nugget,
+                          x_test=x_test, exact=exact, output=output)
     row.update(iterations=len(sol.history), error=sol.history[-1].error,
                residual=sol.history[-1].residual, condition=sol.condition_number,
                errors=[s.error for s in sol.history])
@@ -87,7 +96,7 @@ def plot(results_json, png):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--section", choices=("elliptic", "kernels", "others", "plot"),
+  parser.add_argument("--section", choices=("elliptic", "kernels", "others", "output-map", "plot"),
                       required=True)
   parser.add_argument("--figure", default=None, help="plot: PNG written from --out's JSON")
   parser.add_argument("--sizes", type=int, nargs="*", default=[100, 400, 900, 1600])
@@ -119,6 +128,12 @@ def main():
     for spec in args.kernels or ["gauss:0.2", "gauss:0.1", "erf:1:ntk", "erf:1:nngp",
                                  "erf:2:ntk", "erf:2:nngp", "erf:3:ntk", "sin:2:ntk"]:
       record(run_one("nonlinear_elliptic2d", spec, {"interior": args.n, "boundary": nb}, 1e-10))
+  elif args.section == "output-map":
+    problem = problems.get("allen_cahn1d")
+    edge = float(np.tanh(1 / (np.sqrt(2) * problem.params["eps"])))
+    for spec in args.kernels or ["gauss:0.1", "erf:2:ntk"]:
+      for output in (None, (f"{edge!r}*x", "1 - x**2")):
+        record(run_one("allen_cahn1d", spec, {"interior": 64}, 1e-10, output=output))
   else:
     burgers = {"interior": 2048, "boundary": 64, "initial": 64}
     for name, spec, sizes in [

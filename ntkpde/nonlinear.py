@@ -49,7 +49,7 @@ from ntkpde import operator_kernels, output_maps
 from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 
 STALL = 1e-6
-FLOOR = 1e-9        # residual changes below FLOOR * (equation scale) are rounding (and nugget) level
+FLOOR = 1e-9        # residual changes below FLOOR * equation scale: rounding (and nugget) level
 MAX_HALVINGS = 20
 
 
