@@ -10,6 +10,10 @@ Sections (``--section``):
   activations and Gaussian kernels: error and condition estimate (the figure of
   docs/nonlinear.md).
 * ``others``: Burgers (both viscosities), steady Allen-Cahn, regularised Eikonal.
+* ``rate``: the elliptic problem at ``--n`` interior points: the observed ratios of successive
+  Gauss-Newton updates against the spectral radius of the Jacobian of the Gauss-Newton map
+  ``z -> G(z)`` (eq. (1) of ntkpde.nonlinear) at the converged ``z``, by central differences
+  (the local linear rate of the iteration).
 * ``output-map``: steady Allen-Cahn with the boundary values as measurements and with the
   output map ``u = u*(1) x + (1 - x^2) N`` (boundary channel dropped), same interior points.
 
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ntkpde
-from ntkpde import nonlinear, output_maps, problems, reporting
+from ntkpde import nonlinear, operator_kernels, output_maps, problems, reporting
 
 
 def _test_points(problem, n, seed=12345):
@@ -71,6 +75,37 @@ def run_one(name, spec, sizes, nugget, n_test=2500, seed=0, output=None):
   return row
 
 
+def gauss_newton_rate(spec, n, nugget=1e-10):
+  """Observed update ratios of :func:`ntkpde.nonlinear.solve` and the spectral radius of
+  ``dG/dz`` at its solution (one central difference per measurement, step ``1e-6`` of the
+  mean measurement)."""
+  problem = problems.get("nonlinear_elliptic2d")
+  kernel_fn, get = _kernel(spec, problem)
+  sample = problem.sample({"interior": n, "boundary": 4 * int(round(np.sqrt(n)))},
+                          sampler="sobol")
+  sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=nugget)
+  equations = nonlinear._check_equations(sample.channels, sample.targets)
+  measures, index = nonlinear._measurements(equations)
+  theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
+  f = np.concatenate(sample.targets)
+
+  def gauss_newton_map(z):
+    values, grads = nonlinear._linearise(equations, index, z)
+    M = nonlinear._sparse_rows(grads, index, len(z))
+    system = nonlinear._add_nugget(np.asarray((M @ theta) @ M.T),
+                                   [len(eq[2]) for eq in equations], nugget)
+    return theta @ (M.T @ nonlinear._solve_psd(system, f - values + M @ z)[0])
+
+  z = sol.measurements
+  h = 1e-6 * np.linalg.norm(z) / np.sqrt(len(z))
+  jac = np.stack([(gauss_newton_map(z + h * e) - gauss_newton_map(z - h * e)) / (2 * h)
+                  for e in np.eye(len(z))], axis=1)
+  updates = np.array([s.update for s in sol.history])
+  return {"problem": "nonlinear_elliptic2d", "kernel": spec, "interior": n,
+          "iterations": len(sol.history), "update_ratios": (updates[1:] / updates[:-1]).tolist(),
+          "spectral_radius": float(np.max(np.abs(np.linalg.eigvals(jac))))}
+
+
 def plot(results_json, png):
   """Bar chart of the ``kernels`` section: relative L2 error and condition estimate."""
   import matplotlib
@@ -96,12 +131,13 @@ def plot(results_json, png):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--section", choices=("elliptic", "kernels", "others", "output-map", "plot"),
+  parser.add_argument("--section", choices=("elliptic", "kernels", "others", "rate", "output-map",
+                                             "plot"),
                       required=True)
   parser.add_argument("--figure", default=None, help="plot: PNG written from --out's JSON")
   parser.add_argument("--sizes", type=int, nargs="*", default=[100, 400, 900, 1600])
   parser.add_argument("--kernels", nargs="*", default=None)
-  parser.add_argument("--n", type=int, default=400, help="interior points (kernels section)")
+  parser.add_argument("--n", type=int, default=400, help="interior points (kernels, rate)")
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
   header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -128,6 +164,9 @@ def main():
     for spec in args.kernels or ["gauss:0.2", "gauss:0.1", "erf:1:ntk", "erf:1:nngp",
                                  "erf:2:ntk", "erf:2:nngp", "erf:3:ntk", "sin:2:ntk"]:
       record(run_one("nonlinear_elliptic2d", spec, {"interior": args.n, "boundary": nb}, 1e-10))
+  elif args.section == "rate":
+    for spec in args.kernels or ["gauss:0.2", "erf:2:ntk"]:
+      record(gauss_newton_rate(spec, args.n))
   elif args.section == "output-map":
     problem = problems.get("allen_cahn1d")
     edge = float(np.tanh(1 / (np.sqrt(2) * problem.params["eps"])))
