@@ -91,7 +91,8 @@ class GaussNewtonDivergence(ArithmeticError):
 @dataclasses.dataclass(frozen=True)
 class Step:
   """One Gauss-Newton iteration: ``residual`` is the root mean square of ``F(z) - f`` over
-  all equations after the step, ``update`` is ``|z_{k+1} - z_k| / |z_{k+1}|``,
+  all equations after the step, ``update`` is ``|z_{k+1} - z_k| / |z_{k+1}|`` (``z``: the
+  measurements of ``u``),
   ``step_size`` the damping factor taken, ``error`` the relative L2 error at the test
   points (if given)."""
   iteration: int
@@ -162,7 +163,7 @@ def _check_output(output, equations):
   point where ``B = 0`` is refused (``u = A`` there already; its kernel row is zero)."""
   if not isinstance(output, output_maps.OutputMap):
     raise ValueError(f"output must be an ntkpde.output_maps.OutputMap (output_maps.output_map), "
-                    f"got {type(output).__name__}.")
+                     f"got {type(output).__name__}.")
   if output.coords != equations[0][1].coords:
     raise ValueError(f"output map coordinates {output.coords} differ from the channels' "
                      f"{equations[0][1].coords}.")
@@ -250,7 +251,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
       size /= 2
     residual, size, z_new, values, grads = best
     weights = weights + size * direction
-    update = float(np.linalg.norm(z_new - z) / max(np.linalg.norm(z_new), 1e-300))
+    update = float(np.linalg.norm(z_new - z) / max(np.linalg.norm(z_new + shift), 1e-300))
     previous, z = history[-1].residual if history else None, z_new
     error = None
     if cross is not None:
@@ -274,8 +275,9 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     raise GaussNewtonDivergence(
         f"Gauss-Newton did not converge in {max_iterations} iterations: last update "
         f"{last.update:.3e} (tol {tol:g}), residual {last.residual:.3e}. The problem may have "
-        f"no solution near u = 0, or the system is too ill-conditioned (condition estimate "
-        f"{cond:.1e}): raise the nugget or max_iterations.", tuple(history))
+        f"no solution near the start (u = 0; A with an output map), or the system is too "
+        f"ill-conditioned (condition estimate {cond:.1e}): raise the nugget or "
+        f"max_iterations.", tuple(history))
   return Solution(kernel_fn, get, tuple(measures), weights, z + shift, tuple(history), cond,
                   time.perf_counter() - start, output)
 
