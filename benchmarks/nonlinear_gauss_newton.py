@@ -94,16 +94,19 @@ def gauss_newton_rate(spec, n, nugget=1e-10):
     M = nonlinear._sparse_rows(grads, index, len(z))
     system = nonlinear._add_nugget(np.asarray((M @ theta) @ M.T),
                                    [len(eq[2]) for eq in equations], nugget)
-    return theta @ (M.T @ nonlinear._solve_psd(system, f - values + M @ z)[0])
+    gamma = nonlinear._solve_psd(system, f - values + M @ z)[0]
+    return theta @ (M.T @ gamma), gamma
 
   z = sol.measurements
   h = 1e-6 * np.linalg.norm(z) / np.sqrt(len(z))
-  jac = np.stack([(gauss_newton_map(z + h * e) - gauss_newton_map(z - h * e)) / (2 * h)
+  jac = np.stack([(gauss_newton_map(z + h * e)[0] - gauss_newton_map(z - h * e)[0]) / (2 * h)
                   for e in np.eye(len(z))], axis=1)
   updates = np.array([s.update for s in sol.history])
   return {"problem": "nonlinear_elliptic2d", "kernel": spec, "interior": n,
           "iterations": len(sol.history), "update_ratios": (updates[1:] / updates[:-1]).tolist(),
-          "spectral_radius": float(np.max(np.abs(np.linalg.eigvals(jac))))}
+          "spectral_radius": float(np.max(np.abs(np.linalg.eigvals(jac)))),
+          "max_abs_u": float(np.abs(z[:n]).max()),      # u at the interior points
+          "max_abs_multiplier": float(np.abs(gauss_newton_map(z)[1]).max())}
 
 
 def plot(results_json, png):
