@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde import smoothness
-from ntkpde.finite import _check_scalar_network, channel_data, empirical_gram, stacked_residuals
+from ntkpde.finite import channel_data, check_network, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
 
@@ -87,14 +86,16 @@ def _check_steps(steps, checkpoints) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_rate: float):
+def _compiled_advance(apply_fn: Callable, ops: tuple, groups: tuple, optimizer: str,
+                      learning_rate: float):
   """``(init, advance, residuals, apply)``: the optimiser's state constructor, the jitted
   ``advance(params, state, count, (points, targets, A))`` taking ``count`` steps on
   ``L = 1/(2n) r^T A r``, the jitted ``residuals(params, points, targets)`` and the
   jitted ``apply_fn``.
-  Cached per network, operators, optimiser and step size, so repeated :func:`train`
+  Cached per network, operators (and which share points: ``groups``, see
+  :func:`ntkpde.finite.channel_data`), optimiser and step size, so repeated :func:`train`
   calls (other seeds, points or targets of the same shapes) compile once."""
-  residuals = stacked_residuals(apply_fn, ops)
+  residuals = stacked_residuals(apply_fn, ops, groups)
 
   def loss(params, data):
     points, targets, A = data
@@ -144,7 +145,7 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   ``learning_rate < ntkpde.predict.max_stable_learning_rate(K, weights)``, i.e.
   ``2n / lambda_max(K A)``).
   """
-  chans, points, ys = channel_data(channels, targets)
+  chans, points, groups, ys = channel_data(channels, targets)
   sizes = {c.name: len(c.points) for c in chans}
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
@@ -153,17 +154,14 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   checkpoint_steps = _check_steps(steps, checkpoints)
   A = per_residual(weights, sizes)
   n = len(A)
-  _check_scalar_network(apply_fn, params, chans[0].operator.dim)
-  order = max(c.operator.order for c in chans)
-  smoothness.check_apply_fn(apply_fn, params, chans[0].operator.dim, order,
-                            f"training with operators of order up to {order}")
+  check_network(apply_fn, params, tuple(c.operator for c in chans))
   if x_test is not None:
     x_test = np.asarray(x_test, dtype=np.float64)
     if x_test.ndim != 2 or x_test.shape[1] != chans[0].operator.dim or not np.all(np.isfinite(x_test)):
       raise ValueError(f"x_test must be a finite (n_test, {chans[0].operator.dim}) array, got "
                        f"shape {x_test.shape}.")
   ops = tuple(c.operator for c in chans)
-  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, ops, optimizer,
+  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, ops, groups, optimizer,
                                                              float(learning_rate))
   data = (points, ys, jnp.asarray(A))
   flat0 = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(params)])
