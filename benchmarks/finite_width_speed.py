@@ -17,6 +17,13 @@
    Times are medians of 3 warm calls (the first call, with compilation, is reported apart).
 2. ``ntkpde.training.train(..., record_kernel=True)``: width 1024, the OPK-2 channels
    (6 ``u_xx`` + 2 boundary points), 100 steps, 4 checkpoints; first and repeated call.
+3. ``--section training-step`` (instead of 1-2): DLAB-5's full-batch gradient-descent step
+   (depth-3 erf MLP, channels ``f`` and ``d_1 f`` on the same 8 points) per width, the
+   current ``training`` step against the previous one (each channel's operator applied on
+   its own, so the primal forward pass ran twice; no donation; XLA's default copy
+   insertion), interleaved in one process, with the same iterates checked; and the
+   memory-traffic bound ``4 x 8 bytes x (weights)`` per step (read the weights forward,
+   read them backward, read and write them in the update) at the bandwidth measured here.
 
 Prints a markdown section; with ``--append`` it is appended to docs/benchmarks.md. The
 numbers are noisy on a shared machine: compare ratios, not absolute times.
@@ -92,13 +99,103 @@ def matmul_rate():
   return 2 * 1536 ** 3 / median_of(lambda: mm(a).block_until_ready(), 5)
 
 
+def _previous_advance(apply_fn, chans, learning_rate):
+  """The step before issue 11's last change: residuals channel by channel (``T(f)``)."""
+  def loss(p, ys):
+    r = jnp.concatenate([op(lambda z: apply_fn(p, z)[:, 0])(jnp.asarray(X)) - y
+                         for (_, op, X), y in zip(chans, ys)])
+    return jnp.sum(r ** 2) / (2 * len(r))
+
+  @jax.jit
+  def advance(p, count, ys):
+    return jax.lax.fori_loop(0, count, lambda _, q: jax.tree_util.tree_map(
+        lambda a, g: a - learning_rate * g, q, jax.grad(loss)(q, ys)), p)
+  return advance
+
+
+def bandwidth():
+  """``(read, read + write)`` bytes moved per second: a sum over, and an in-place update
+  of, 256 MiB."""
+  a = jnp.ones(1 << 25)
+  total = jax.jit(jnp.sum)
+  total(a).block_until_ready()
+  read = 8 * a.size / median_of(lambda: total(a).block_until_ready(), 5)
+  bump = jax.jit(lambda x: x + 1.0, donate_argnums=0)
+  a = bump(a)
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    a = bump(a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return read, 16 * a.size / statistics.median(times)
+
+
+def training_step_section(widths, steps=20):
+  """Section 3 of the module docstring."""
+  g = np.random.default_rng(0).normal(size=8)
+  X = np.stack([np.cos(g), np.sin(g)], axis=1)
+  xy = ("x", "y")
+  chans = [("f", operators.identity(xy), X), ("df", operators.parse("u_x", xy), X)]
+  targets = [X[:, 0] * X[:, 1], X[:, 1]]
+  rate = max(bandwidth())
+  lines = [f"## DLAB-5 training step ({time.strftime('%Y-%m-%d')}, {reporting.device_description()})",
+           "", "`benchmarks/finite_width_speed.py --section training-step`: full-batch gradient "
+           "descent of a depth-3 erf MLP on `f` and `d_1 f` at the same 8 points (DLAB-5's "
+           f"setting), ms per step, medians of 3 runs of {steps} steps, the previous and the "
+           f"current step interleaved in one process (same iterates, checked to 1e-12). Bound: 4 "
+           f"passes over the weights per step (forward read, backward read, update read and "
+           f"write), 32 P bytes, at the best streaming rate measured here (a sum over, or an "
+           f"in-place update of, 256 MiB): {rate / 1e9:.1f} GB/s.", "",
+           "| width | params P | previous (ms) | current (ms) | previous / current | bound (ms) "
+           "| current / bound |", "|---|---|---|---|---|---|---|"]
+  print("\n".join(lines), flush=True)
+  for width in widths:
+    net = ntkpde.mlp(3, width, "erf", 1.5, 0.1)
+    _, params = net.init_fn(jax.random.PRNGKey(0), (-1, 2))
+    eta = 0.05
+    old = _previous_advance(net.apply_fn, chans, eta)
+    ys = tuple(jnp.asarray(y) for y in targets)
+    chs, points, groups, ys_new = finite.channel_data(chans, targets)
+    _, new, _, _ = training._compiled_advance(net.apply_fn, tuple(c.operator for c in chs),
+                                              groups, "gd", eta)
+    data = (points, ys_new, jnp.ones(16))
+    fresh = lambda: jax.tree_util.tree_map(jnp.array, params)  # noqa: E731 (new donates)
+    want = old(params, steps, ys)
+    got = new(fresh(), (), steps, data)[0]
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+      assert np.abs(np.asarray(a - b)).max() <= 1e-12 * np.abs(np.asarray(b)).max(), "steps differ"
+    t_old, t_new = [], []
+    for _ in range(3):
+      t_old.append(seconds(lambda: jax.block_until_ready(old(params, steps, ys))))
+      p = fresh()
+      jax.block_until_ready(p)
+      t_new.append(seconds(lambda: jax.block_until_ready(new(p, (), steps, data))))
+    P = n_params(params)
+    bound = 32 * P / rate
+    o, c = statistics.median(t_old) / steps, statistics.median(t_new) / steps
+    lines.append(f"| {width} | {P} | {1e3 * o:.1f} | {1e3 * c:.1f} | {o / c:.2f} | "
+                 f"{1e3 * bound:.1f} | {c / bound:.1f} |")
+    print(lines[-1], flush=True)
+  return lines
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--append", action="store_true", help="append the section to docs/benchmarks.md")
   parser.add_argument("--points", type=int, nargs="+", default=[64, 256])
-  parser.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048, 4096])
+  parser.add_argument("--widths", type=int, nargs="+",
+                      help="default 64 .. 4096 (grams), 1024 2048 4096 (training-step)")
   parser.add_argument("--baseline-seconds", type=float, default=40.0)
+  parser.add_argument("--section", choices=("grams", "training-step"), default="grams",
+                      help="grams: sections 1-2 of the docstring (default); training-step: 3")
   args = parser.parse_args(argv)
+  if args.section == "training-step":
+    lines = training_step_section(args.widths or [1024, 2048, 4096])
+    if args.append:
+      with open("docs/benchmarks.md", "a") as f:
+        f.write("\n".join(lines) + "\n\n")
+    return 0
+  args.widths = args.widths or [64, 128, 256, 512, 1024, 2048, 4096]
   rate = matmul_rate()
   cases = [("u_xx", operators.parse("u_xx", "x"), 1),
            ("Lap", operators.parse("u_xx + u_yy", ("x", "y")), 2)]

@@ -36,6 +36,7 @@ for a depth-2 MLP; the sum over the operator's terms), plus a per-pair term that
 ``batch^2`` (:func:`tile_bytes`; XLA's working memory measured below that bound,
 docs/benchmarks.md). The default batch size keeps a tile within :data:`MEMORY_BUDGET`.
 """
+import dataclasses
 import functools
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -47,7 +48,7 @@ from ntkpde import smoothness
 from ntkpde._compat import import_neural_tangents
 from ntkpde.operator_kernels import (BlockGram, as_channels, assemble_gram, check_operator_pair,
                                      gram, tiled_evaluator)
-from ntkpde.operators import LinearOperator
+from ntkpde.operators import LinearOperator, differentiate
 from ntkpde.rates import bootstrap_slope, loglog_slope  # noqa: F401 (finite.loglog_slope)
 
 MAX_BATCH = 256
@@ -84,8 +85,39 @@ def default_batch_size(params, *ops: LinearOperator) -> int:
 def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
   """``(params, X) -> (T u)(X; params)``, shape ``(n,)``, for a scalar row-local network."""
   def tu(params, x):
-    return T(lambda z: _scalar_output(apply_fn(params, z)))(x)
+    return operator_values(apply_fn, params, (T,), x)[0]
   return tu
+
+
+def operator_values(apply_fn: Callable, params, ops: Sequence[LinearOperator], x) -> tuple:
+  """``((T u)(x; params) for T in ops)``, each ``(n,)``, from one table of derivatives
+  ``D^alpha u(x)`` (:func:`derivative_table`) shared by all operators at the same points."""
+  table = derivative_table(lambda z: _scalar_output(apply_fn(params, z)), x,
+                           [t.multi_index for op in ops for t in op.terms])
+  return tuple(sum(c * table[t.multi_index] for c, t in zip(op.coefficients(x), op.terms))
+               for op in ops)
+
+
+def derivative_table(f: Callable, x, multi_indices) -> dict:
+  """``{alpha: D^alpha f(x)}`` for a row-local ``f``, by the nested forward mode of
+  :func:`ntkpde.operators.differentiate` (same operations, same values). The outermost
+  ``jvp`` of ``D^alpha`` (along its last axis ``a``) returns ``D^(alpha - e_a) f`` as its
+  primal; that value is reused instead of evaluated again, so e.g. ``u`` and ``u_x`` at
+  the same points cost one ``jvp``, and a training step reads each weight matrix once
+  less per pass."""
+  table = {}
+  for alpha in sorted(set(map(tuple, multi_indices)), key=lambda a: (-sum(a), a)):
+    if alpha in table:
+      continue
+    if sum(alpha) == 0:
+      table[alpha] = f(x)
+      continue
+    last = max(i for i, count in enumerate(alpha) if count)
+    lower = tuple(count - (i == last) for i, count in enumerate(alpha))
+    tangent = jnp.zeros_like(x).at[..., last].set(1.0)
+    primal, table[alpha] = jax.jvp(differentiate(f, lower), (x,), (tangent,))
+    table.setdefault(lower, primal)
+  return table
 
 
 def _scalar_output(u):
@@ -101,10 +133,8 @@ def _compiled_block(apply_fn: Callable, ops: Tuple[LinearOperator, ...]) -> Call
   structured derivatives of the network ``(T u)_{T in ops}``: one compilation per network,
   operators and tile shape serves every block of a Gram (``a``, ``b`` are traced)."""
   nt = import_neural_tangents()
-  applied = [operator_applied(apply_fn, op) for op in ops]
-
   def outputs(params, x):
-    return jnp.stack([tu(params, x) for tu in applied], axis=1)
+    return jnp.stack(operator_values(apply_fn, params, ops, x), axis=1)
   ntk = nt.empirical_ntk_fn(outputs, trace_axes=(), vmap_axes=0,
                             implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES)
 
@@ -113,7 +143,11 @@ def _compiled_block(apply_fn: Callable, ops: Tuple[LinearOperator, ...]) -> Call
   return jax.jit(block)
 
 
-def _check_scalar_network(apply_fn: Callable, params, dim: int) -> None:
+def check_network(apply_fn: Callable, params, ops: Sequence[LinearOperator]) -> None:
+  """``ValueError`` before any work unless ``apply_fn(params, x)`` maps ``(n, d)`` inputs
+  (``d`` the operators' dimension) to a scalar output ``(n, 1)`` and, when an operator in
+  ``ops`` differentiates, is smooth (:func:`ntkpde.smoothness.check_apply_fn`)."""
+  dim = ops[0].dim
   try:
     shape = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((2, dim), jnp.float64)).shape
   except Exception as err:  # noqa: BLE001 -- re-raised with the fix
@@ -122,6 +156,9 @@ def _check_scalar_network(apply_fn: Callable, params, dim: int) -> None:
   if shape != (2, 1):
     raise ValueError(f"the operator NTK needs a scalar network: apply_fn must return shape (n, 1), "
                      f"got {shape[1:]} per batch; build it with out_dim=1.")
+  order = max(op.order for op in ops)
+  smoothness.check_apply_fn(apply_fn, params, dim, order,
+                            f"the operator(s) {[str(op) for op in dict.fromkeys(ops)]}")
 
 
 def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
@@ -137,8 +174,7 @@ def empirical_operator_ntk(apply_fn: Callable, params, T: LinearOperator,
   any work) and ``NonFiniteKernelError`` for NaN/inf.
   """
   S = check_operator_pair(T, S, 1 if batch_size is None else batch_size, "batch_size")
-  _check_scalar_network(apply_fn, params, T.dim)
-  smoothness.check_apply_fn(apply_fn, params, T.dim, max(T.order, S.order), f"T = {T}, S = {S}")
+  check_network(apply_fn, params, (T, S))
   return _tiled_ntk(apply_fn, params, T, S, tuple(dict.fromkeys((T, S))), batch_size)
 
 
@@ -151,10 +187,8 @@ def empirical_gram(apply_fn: Callable, params, channels: Sequence,
   chans = as_channels(channels)
   if batch_size is not None and int(batch_size) < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-  _check_scalar_network(apply_fn, params, chans[0].operator.dim)
   ops = tuple(dict.fromkeys(c.operator for c in chans))
-  smoothness.check_apply_fn(apply_fn, params, chans[0].operator.dim, max(op.order for op in ops),
-                            f"the channels' operators {[str(op) for op in ops]}")
+  check_network(apply_fn, params, ops)
   return assemble_gram(chans, lambda T, S: _tiled_ntk(apply_fn, params, T, S, ops, batch_size))
 
 
@@ -170,20 +204,27 @@ def _tiled_ntk(apply_fn: Callable, params, T: LinearOperator, S: LinearOperator,
 
 
 @functools.lru_cache(maxsize=128)
-def stacked_residuals(apply_fn: Callable, ops: Tuple[LinearOperator, ...]) -> Callable:
+def stacked_residuals(apply_fn: Callable, ops: Tuple[LinearOperator, ...],
+                      groups: Tuple[int, ...]) -> Callable:
   """``(params, points, targets) -> r``: ``T_c u(X_c; params) - y_c`` of every channel,
-  concatenated; ``points`` and ``targets`` are sequences over ``ops`` (pytree arguments,
-  so one traced function serves every point set: cached per network and operators)."""
-  applied = [operator_applied(apply_fn, op) for op in ops]
-
+  concatenated. ``points`` holds the distinct point sets, ``groups[c]`` the index of
+  channel ``c``'s (:func:`channel_data`): channels on the same points share one table
+  of derivatives (:func:`operator_values`). ``points`` and ``targets`` are pytree
+  arguments, so one traced function serves every point set of the same shapes (cached per
+  network, operators and grouping)."""
   def residuals(params, points, targets):
-    return jnp.concatenate([tu(params, x) - y for tu, x, y in zip(applied, points, targets)])
+    values = {}
+    for g, x in enumerate(points):
+      members = [c for c, h in enumerate(groups) if h == g]
+      values.update(zip(members, operator_values(apply_fn, params, [ops[c] for c in members], x)))
+    return jnp.concatenate([values[c] - y for c, y in enumerate(targets)])
   return residuals
 
 
 def channel_data(channels: Sequence, targets=None):
-  """Validated ``(channels, points, targets)``: the ``Channel`` tuple and float64 arrays
-  of points and targets per channel (``targets`` default 0)."""
+  """Validated ``(channels, points, groups, targets)``: the ``Channel`` tuple, the distinct
+  point sets as float64 arrays, the index into them of each channel's points, and the
+  float64 targets per channel (``targets`` default 0)."""
   chans = as_channels(channels)
   if targets is None:
     ys = [np.zeros(len(c.points)) for c in chans]
@@ -196,16 +237,39 @@ def channel_data(channels: Sequence, targets=None):
       if np.shape(y) != (len(c.points),) or not np.all(np.isfinite(y)):
         raise ValueError(f"targets of channel {c.name!r} must be finite with shape "
                          f"({len(c.points)},), got shape {np.shape(y)}.")
-  return (chans, tuple(jnp.asarray(c.points) for c in chans),
+  distinct, groups = [], []
+  for c in chans:
+    found = [g for g, x in enumerate(distinct) if np.array_equal(x, c.points)]
+    groups.append(found[0] if found else len(distinct))
+    if not found:
+      distinct.append(np.asarray(c.points))
+  return (chans, tuple(jnp.asarray(x) for x in distinct), tuple(groups),
           tuple(jnp.asarray(y, dtype=jnp.float64) for y in ys))
 
 
-def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> Callable:
+@dataclasses.dataclass(frozen=True, eq=False)
+class ResidualFn:
+  """``params -> r(params)`` (:func:`residual_fn`), with the network and operators it was
+  built from, so that a consumer can check the network first (:meth:`check_network`)."""
+  apply_fn: Callable
+  operators: Tuple[LinearOperator, ...]
+  residuals: Callable
+
+  def __call__(self, params):
+    return self.residuals(params)
+
+  def check_network(self, params) -> None:
+    """:func:`check_network` of the network at ``params`` under the channels' operators."""
+    check_network(self.apply_fn, params, self.operators)
+
+
+def residual_fn(apply_fn: Callable, channels: Sequence, targets=None) -> ResidualFn:
   """``params -> r(params)``: the stacked residuals ``T_c u(X_c; params) - y_c`` of all
   channels, shape ``(n,)`` (``targets``: one ``(n_c,)`` array per channel, default 0)."""
-  chans, points, ys = channel_data(channels, targets)
-  stacked = stacked_residuals(apply_fn, tuple(c.operator for c in chans))
-  return lambda params: stacked(params, points, ys)
+  chans, points, groups, ys = channel_data(channels, targets)
+  ops = tuple(c.operator for c in chans)
+  stacked = stacked_residuals(apply_fn, ops, groups)
+  return ResidualFn(apply_fn, ops, lambda params: stacked(params, points, ys))
 
 
 def jacobian_matrix(fn: Callable, params) -> jax.Array:

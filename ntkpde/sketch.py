@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde.finite import jacobian_matrix
+from ntkpde.finite import ResidualFn, jacobian_matrix
 from ntkpde.weights import check_block_trace
 
 
@@ -142,7 +142,10 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
   frequency 1), from the exact kernel (``weights="exact"``) or the moving-average sketch
   (``"sketch"``, Algorithm 3 with ``alpha``, ``init_samples`` and ``dt``).
 
-  ``residuals: params -> (n,)`` with channels of ``sizes`` (``{name: n_c}``, in order).
+  ``residuals: params -> (n,)`` with channels of ``sizes`` (``{name: n_c}``, in order);
+  one built by :func:`ntkpde.finite.residual_fn` has its network checked first (scalar,
+  and smooth under derivative operators: :func:`ntkpde.finite.check_network`); for any
+  other callable that is the caller's responsibility.
   Step ``theta <- theta - (eta/n) J^T Lambda R`` (``L = 1/(2n) R^T Lambda R``). Returns a
   dict of arrays over steps ``0..steps-1``: ``weights`` ``(steps, n_channels)`` (those
   used), ``residual_sq`` ``||R_t||^2``, ``grad_sq`` ``||J^T Lambda R||^2`` (the gradient
@@ -161,6 +164,8 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
     raise ValueError(f"alpha must be in (0, 1], got {alpha!r}.")
   ids = _channel_ids(sizes)
   n = len(ids)
+  if isinstance(residuals, ResidualFn):
+    residuals.check_network(params)
   if jax.eval_shape(residuals, params).shape != (n,):
     raise ValueError(f"residuals(params) must have shape ({n},) = sum of sizes, got "
                      f"{jax.eval_shape(residuals, params).shape}.")

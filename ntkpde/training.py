@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde import smoothness
-from ntkpde.finite import _check_scalar_network, channel_data, empirical_gram, stacked_residuals
+from ntkpde.finite import channel_data, check_network, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
 
@@ -87,14 +86,17 @@ def _check_steps(steps, checkpoints) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_rate: float):
+def _compiled_advance(apply_fn: Callable, ops: tuple, groups: tuple, optimizer: str,
+                      learning_rate: float):
   """``(init, advance, residuals, apply)``: the optimiser's state constructor, the jitted
-  ``advance(params, state, count, (points, targets, A))`` taking ``count`` steps on
+  ``advance(params, state, count, (points, targets, A))`` (donates ``params`` and
+  ``state``) taking ``count`` steps on
   ``L = 1/(2n) r^T A r``, the jitted ``residuals(params, points, targets)`` and the
   jitted ``apply_fn``.
-  Cached per network, operators, optimiser and step size, so repeated :func:`train`
+  Cached per network, operators (and which share points: ``groups``, see
+  :func:`ntkpde.finite.channel_data`), optimiser and step size, so repeated :func:`train`
   calls (other seeds, points or targets of the same shapes) compile once."""
-  residuals = stacked_residuals(apply_fn, ops)
+  residuals = stacked_residuals(apply_fn, ops, groups)
 
   def loss(params, data):
     points, targets, A = data
@@ -112,14 +114,19 @@ def _compiled_advance(apply_fn: Callable, ops: tuple, optimizer: str, learning_r
     opt = optax.adam(learning_rate)
     init, update = opt.init, opt.update
 
-  @jax.jit
   def advance(p, state, count, data):
     def body(_, carry):
       q, s = carry
       u, s = update(jax.grad(loss)(q, data), s, q)
       return jax.tree_util.tree_map(jnp.add, q, u), s
     return jax.lax.fori_loop(0, count, body, (p, state))
-  return init, advance, jax.jit(residuals), jax.jit(apply_fn)
+  # Parameters and state are updated in place: donated, and (CPU) XLA's region-based copy
+  # insertion drops the per-step copy of every weight matrix that the default inserts
+  # (DLAB-5's step at width 4096: ~10% faster, docs/benchmarks.md).
+  options = {"xla_cpu_copy_insertion_use_region_analysis": True} \
+      if jax.default_backend() == "cpu" else None
+  return (init, jax.jit(advance, donate_argnums=(0, 1), compiler_options=options),
+          jax.jit(residuals), jax.jit(apply_fn))
 
 
 def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=None,
@@ -144,7 +151,7 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   ``learning_rate < ntkpde.predict.max_stable_learning_rate(K, weights)``, i.e.
   ``2n / lambda_max(K A)``).
   """
-  chans, points, ys = channel_data(channels, targets)
+  chans, points, groups, ys = channel_data(channels, targets)
   sizes = {c.name: len(c.points) for c in chans}
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
@@ -153,21 +160,19 @@ def train(apply_fn: Callable, params, channels: Sequence, targets=None, weights=
   checkpoint_steps = _check_steps(steps, checkpoints)
   A = per_residual(weights, sizes)
   n = len(A)
-  _check_scalar_network(apply_fn, params, chans[0].operator.dim)
-  order = max(c.operator.order for c in chans)
-  smoothness.check_apply_fn(apply_fn, params, chans[0].operator.dim, order,
-                            f"training with operators of order up to {order}")
+  check_network(apply_fn, params, tuple(c.operator for c in chans))
   if x_test is not None:
     x_test = np.asarray(x_test, dtype=np.float64)
     if x_test.ndim != 2 or x_test.shape[1] != chans[0].operator.dim or not np.all(np.isfinite(x_test)):
       raise ValueError(f"x_test must be a finite (n_test, {chans[0].operator.dim}) array, got "
                        f"shape {x_test.shape}.")
   ops = tuple(c.operator for c in chans)
-  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, ops, optimizer,
+  init, advance, residual_jit, apply_jit = _compiled_advance(apply_fn, ops, groups, optimizer,
                                                              float(learning_rate))
   data = (points, ys, jnp.asarray(A))
   flat0 = jnp.concatenate([x.ravel() for x in jax.tree_util.tree_leaves(params)])
-  state, current, done = init(params), params, 0
+  current = jax.tree_util.tree_map(jnp.array, params)   # a copy: advance donates its input
+  state, done = init(current), 0
   rs, drift, kernels, predictions = [], [], [], []
   for k in checkpoint_steps:
     current, state = advance(current, state, int(k - done), data)

@@ -19,6 +19,7 @@ from jax.flatten_util import ravel_pytree
 
 import ntkpde
 from ntkpde import finite, operators
+from ntkpde._compat import import_neural_tangents
 
 W_STD, B_STD = 1.5, 0.1
 LAP = operators.parse("u_xx + u_yy", ("x", "y"))
@@ -273,3 +274,35 @@ def test_compiled_blocks_are_reused():
   assert block._cache_size() == traced
   finite.empirical_gram(net.apply_fn, other, [("r", LAP, X_IN), ("n", NEUMANN_X, X_BD)])
   assert finite._compiled_block(net.apply_fn, (LAP, NEUMANN_X))._cache_size() == 1
+
+
+def test_shared_derivative_residuals_match_per_point_reference(small_net):
+  """Channels on the same points share one derivative table (``operator_values``): the
+  residuals equal the per-point ``jax.grad`` reference (no shared code) to round-off and
+  the per-operator nested ``jvp`` of ``LinearOperator.__call__`` (the same operations)."""
+  net, params = small_net
+  names = ["id", "ux", "uxx", "lap", "var"]
+  chans = [(name, OPS[name], X_IN) for name in names] + [("nx", NEUMANN_X, X_BD)]
+  chs, points, groups, _ = finite.channel_data(chans)
+  assert groups == (0, 0, 0, 0, 0, 1) and len(points) == 2
+  r = np.asarray(finite.residual_fn(net.apply_fn, chans)(params))
+  u = lambda p, x: net.apply_fn(p, x[None])[0, 0]  # noqa: E731
+  ref = np.concatenate([[_reference_operator(op)(u, params, x) for x in X] for _, op, X in chans])
+  np.testing.assert_allclose(r, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+  nested = np.concatenate([op(lambda z: net.apply_fn(params, z)[:, 0])(jnp.asarray(X))
+                           for _, op, X in chans])
+  np.testing.assert_allclose(r, nested, rtol=1e-14, atol=1e-14 * np.abs(ref).max())
+
+
+def test_check_network_rejects_non_scalar_and_non_smooth_networks(small_net):
+  net, params = small_net
+  finite.check_network(net.apply_fn, params, (OPS["lap"],))
+  two = ntkpde.mlp(1, 8, "erf", out_dim=2)
+  with pytest.raises(ValueError, match="scalar network"):
+    finite.check_network(two.apply_fn, two.init_fn(jax.random.PRNGKey(0), (-1, 2))[1], (OPS["id"],))
+  stax = import_neural_tangents().stax
+  init_fn, apply_fn, _ = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+  relu_params = init_fn(jax.random.PRNGKey(0), (-1, 2))[1]
+  finite.check_network(apply_fn, relu_params, (OPS["id"],))     # order 0: allowed
+  with pytest.raises(ValueError, match="non-smooth"):
+    finite.check_network(apply_fn, relu_params, (OPS["id"], OPS["ux"]))

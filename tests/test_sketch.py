@@ -131,3 +131,20 @@ def test_bad_arguments_are_rejected():
     sketch.sketch_ntk(residuals, THETA, jax.random.PRNGKey(0), -1.0)
   with pytest.raises(ValueError, match="num_samples"):
     sketch.sketch_ntk(residuals, THETA, jax.random.PRNGKey(0), 1e-4, 0)
+
+
+def test_adaptive_training_checks_the_network_of_residual_fn_first():
+  """A ReLU network under ``u_xx`` is refused before any work (``finite.check_network``)."""
+  from ntkpde import finite, operators
+  from ntkpde._compat import import_neural_tangents
+  stax = import_neural_tangents().stax
+  init_fn, apply_fn, _ = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+  params = init_fn(jax.random.PRNGKey(0), (-1, 1))[1]
+  x = np.linspace(-1, 1, 4)[:, None]
+  res = finite.residual_fn(apply_fn, [("r", operators.parse("u_xx", "x"), x),
+                                      ("b", operators.identity("x"), x[:2])])
+  with pytest.raises(ValueError, match="non-smooth"):
+    sketch.adaptive_training(res, params, {"r": 4, "b": 2}, 1e-3, 2)
+  plain = finite.residual_fn(apply_fn, [("b", operators.identity("x"), x)])
+  out = sketch.adaptive_training(plain, params, {"b": 4}, 1e-3, 2)   # order 0: allowed
+  assert np.all(np.isfinite(out["residual_sq"]))

@@ -50,7 +50,7 @@ def angles(K, n):
 
 
 def run(ctx):
-  widths = [32, 64, 128, 256] if ctx.quick else [64, 128, 200, 256, 512, 1024, 2048]
+  widths = [32, 64, 128, 256] if ctx.quick else [64, 128, 200, 256, 512, 1024, 2048, 4096]
   seeds = [0] if ctx.quick else [0, 1, 2]
   steps = 200 if ctx.quick else 1000
   chans, targets, _ = circle_channels(8, seed=0)
