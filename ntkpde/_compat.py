@@ -179,6 +179,19 @@ def _linearize_flat(fn_flat, *primals, has_aux=False):
   return list(out.vals), [_Known(z) for z in out_zeros], jaxpr, consts
 
 
+def in_place_loop_jit_kwargs() -> dict:
+  """Extra ``jax.jit`` arguments for a compiled loop that updates its donated carry in place.
+
+  On CPU, XLA's default copy insertion copies every large loop-carried buffer once per
+  iteration; its region-based analysis (``xla_cpu_copy_insertion_use_region_analysis``)
+  drops those copies (about 10% of DLAB-5's training step at width 4096,
+  docs/benchmarks.md). Empty on other backends and where ``jax.jit`` takes no
+  ``compiler_options``."""
+  if jax.default_backend() != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters:
+    return {}
+  return {"compiler_options": {"xla_cpu_copy_insertion_use_region_analysis": True}}
+
+
 def _get_flops(f, optimize: bool, *args, **kwargs) -> float:
   """FLOPs of ``jax.jit(f)`` at these arguments (neural-tangents' AUTO implementation
   choice); ``cost_analysis()`` is a one-element list on old JAX and a dict on new JAX."""

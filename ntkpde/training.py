@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkpde import _compat
 from ntkpde.finite import channel_data, check_network, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
@@ -120,12 +121,9 @@ def _compiled_advance(apply_fn: Callable, ops: tuple, groups: tuple, optimizer: 
       u, s = update(jax.grad(loss)(q, data), s, q)
       return jax.tree_util.tree_map(jnp.add, q, u), s
     return jax.lax.fori_loop(0, count, body, (p, state))
-  # Parameters and state are updated in place: donated, and (CPU) XLA's region-based copy
-  # insertion drops the per-step copy of every weight matrix that the default inserts
-  # (DLAB-5's step at width 4096: ~10% faster, docs/benchmarks.md).
-  options = {"xla_cpu_copy_insertion_use_region_analysis": True} \
-      if jax.default_backend() == "cpu" else None
-  return (init, jax.jit(advance, donate_argnums=(0, 1), compiler_options=options),
+  # Parameters and state are updated in place: donated, and no per-step copy of each
+  # weight matrix (_compat.in_place_loop_jit_kwargs).
+  return (init, jax.jit(advance, donate_argnums=(0, 1), **_compat.in_place_loop_jit_kwargs()),
           jax.jit(residuals), jax.jit(apply_fn))
 
 
