@@ -41,6 +41,12 @@ from ntkpde.jets import Jet
 
 SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
 SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.5, 1/2.40.., 0.5)
+# Jets of total order A + B >= this run layers 2 .. depth in a loop of one compiled layer;
+# lower orders unroll them. Measured (erf, depth 3, 2 shared cores): the loop made Lap x Lap
+# 4x and u_xxx x u_xxx 7x slower in steady state (the loop body fuses worse) and compiled
+# no faster; at order 8 (biharmonic) unrolling compiled 4x longer (130 s vs 33 s) and ran
+# 1.6x slower.
+LAYER_LOOP_MIN_ORDER = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,13 +180,14 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
   feature dot products (arrays or :class:`ntkpde.jets.Jet`); ``features`` is the
   input dimension the first Dense layer sees (covariances are ``x.x' / features``).
 
-  On jets, layers 2 .. depth run as a ``lax.fori_loop`` over one compiled layer
-  (their inputs have the same structure), so the program does not grow with depth."""
+  On jets of total order >= :data:`LAYER_LOOP_MIN_ORDER`, layers 2 .. depth run as a
+  ``lax.fori_loop`` over one compiled layer (their inputs have the same structure), so
+  the program does not grow with depth; lower orders unroll them (faster there)."""
   act = _activation(s)
   nngp, cov1, cov2 = p * (1.0 / features), q * (1.0 / features), r * (1.0 / features)
   ntk = 0.0 if get == "ntk" else None
   nngp, cov1, cov2, ntk = act(*_dense(s, nngp, cov1, cov2, ntk, features))
-  if isinstance(nngp, Jet) and s.depth > 1:
+  if isinstance(nngp, Jet) and s.depth > 1 and sum(nngp.order) >= LAYER_LOOP_MIN_ORDER:
     order = nngp.order
     n1 = max(jnp.shape(c)[0] if jnp.ndim(c) else 1 for c in q.coeffs.values())
     n2 = max(jnp.shape(c)[1] if jnp.ndim(c) == 2 else 1 for c in r.coeffs.values())
