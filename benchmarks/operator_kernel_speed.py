@@ -22,6 +22,11 @@ Markdown table) and, after every N, atomically to ``--json``.
   .venv/bin/python benchmarks/operator_kernel_speed.py --large 16384
   .venv/bin/python benchmarks/operator_kernel_speed.py --gpu-sizes   # on a GPU
 
+``--gpu-sizes`` runs N up to 16384 on the Taylor engine (``--method`` changes the route;
+the default elsewhere is ``operator_kernel``'s own choice). ``--quick`` is a smoke run at
+tiny sizes (no naive baseline, 2 repeats, ``"quick": true`` in the JSON) that a test runs
+on CPU, so the GPU script is known to work before a GPU is lent.
+
 ``--orders`` instead measures the Taylor engine (``.method == "taylor"``) over
 operator pairs of total order 0-8, depths and activations: first call (compilation
 included), StableHLO lines of the compiled body, steady state against the plain kernel
@@ -54,6 +59,7 @@ from ntkpde._compat import import_neural_tangents
 
 DEFAULT_SIZES = (256, 512, 1024, 2048, 4096)
 GPU_SIZES = (256, 512, 1024, 2048, 4096, 8192, 16384)
+QUICK_SIZES = (16, 24)
 
 
 def setup():
@@ -258,7 +264,12 @@ def large_run(n, tile):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES)
-  parser.add_argument("--gpu-sizes", action="store_true", help=f"sizes {GPU_SIZES}")
+  parser.add_argument("--gpu-sizes", action="store_true",
+                      help=f"sizes {GPU_SIZES}, Taylor engine unless --method says otherwise")
+  parser.add_argument("--method", choices=["auto", "taylor", "nested-jvp"], default=None,
+                      help="operator_kernel's route (default: taylor with --gpu-sizes, else auto)")
+  parser.add_argument("--quick", action="store_true",
+                      help=f"smoke run: sizes {QUICK_SIZES}, 2 repeats, no naive baseline")
   parser.add_argument("--naive-max", type=int, default=1024)
   parser.add_argument("--naive-chunk", type=int, default=65536)
   parser.add_argument("--repeats", type=int, default=5)
@@ -290,10 +301,15 @@ def main(argv=None):
     large_run(args.child_large, args.tile)
     return 0
   sizes = GPU_SIZES if args.gpu_sizes else tuple(args.sizes)
-  report = {"machine": machine(), "tile": args.tile, "naive_chunk": args.naive_chunk, "rows": []}
-  print(json.dumps(report["machine"]), flush=True)
+  if args.quick:
+    sizes, args.repeats, args.naive_max = QUICK_SIZES, 2, 0
+  method = args.method or ("taylor" if args.gpu_sizes else "auto")
   kernel_fn, lap = setup()
-  op = ntkpde.operator_kernel(kernel_fn, lap, tile=args.tile)
+  op = ntkpde.operator_kernel(kernel_fn, lap, tile=args.tile,
+                              method=None if method == "auto" else method)
+  report = {"machine": machine(), "tile": args.tile, "naive_chunk": args.naive_chunk,
+            "method": op.method, "quick": args.quick, "rows": []}
+  print(json.dumps(report["machine"]), flush=True)
   plain = jax.jit(lambda a, b: kernel_fn(a, b, "ntk"))
   naive = naive_laplap(kernel_fn, args.naive_chunk)
   for n in sizes:
@@ -331,7 +347,8 @@ def main(argv=None):
 
 
 def markdown(report):
-  lines = ["| N | operator_kernel s (CPU s) | plain s (CPU s) | naive per-pair s (CPU s) "
+  lines = [f"operator_kernel route: {report['method']}", "",
+           "| N | operator_kernel s (CPU s) | plain s (CPU s) | naive per-pair s (CPU s) "
            "| op / plain: wall (CPU) | naive / op: wall (CPU) | first call op / plain / naive s "
            "| max rel. diff op vs naive |",
            "|---|---|---|---|---|---|---|---|"]

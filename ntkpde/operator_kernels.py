@@ -137,9 +137,10 @@ def route(kernel_fn, T: LinearOperator, S: LinearOperator) -> str:
   smooth activation) at total order above :data:`NESTED_MAX_ORDER`, or with gelu at any
   order; else ``"nested-jvp"``.
 
-  Measured on the 2-core CPU (N = 1024, interleaved medians, docs/benchmarks.md): at
-  ``Lap x Lap`` nested jvp runs at 3.0-3.1x the plain kernel against 5.2x (depth 2) and
-  18x (depth 3) for the Taylor engine, compiling in 3-5 s against 1-2 s; above order 4 its
+  Measured on the 2-core CPU (N = 1024, interleaved medians, docs/benchmarks.md "Route
+  choice"): at ``Lap x Lap`` nested jvp runs at 4.6-5.0x the plain kernel against 8.5-8.6x
+  for the Taylor engine (depths 2-3, load 12; idle: 3.0-3.1x vs 5.2-18x), compiling in 3-5 s
+  against 1-2 s on the idle machine; above order 4 its
   compilation explodes (order 6: 5-14 s, order 8: not finished after 375 s). gelu under
   nested jvp compiles for 11 s and runs at 28x even at order 4 (Taylor engine: 2 s, 6x)."""
   structure = getattr(kernel_fn, "structure", None)

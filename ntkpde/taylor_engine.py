@@ -41,6 +41,12 @@ from ntkpde.jets import Jet
 
 SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
 SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.5, 1/2.40.., 0.5)
+# Jets of total order A + B >= this run layers 2 .. depth in a loop of one compiled layer;
+# lower orders unroll them. Measured (erf, depth 3, 2 shared cores): the loop made Lap x Lap
+# 4x and u_xxx x u_xxx 7x slower in steady state (the loop body fuses worse) and compiled
+# no faster; at order 8 (biharmonic) unrolling compiled 4x longer (130 s vs 33 s) and ran
+# 1.6x slower.
+LAYER_LOOP_MIN_ORDER = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,13 +180,14 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
   feature dot products (arrays or :class:`ntkpde.jets.Jet`); ``features`` is the
   input dimension the first Dense layer sees (covariances are ``x.x' / features``).
 
-  On jets, layers 2 .. depth run as a ``lax.fori_loop`` over one compiled layer
-  (their inputs have the same structure), so the program does not grow with depth."""
+  On jets of total order >= :data:`LAYER_LOOP_MIN_ORDER`, layers 2 .. depth run as a
+  ``lax.fori_loop`` over one compiled layer (their inputs have the same structure), so
+  the program does not grow with depth; lower orders unroll them (faster there)."""
   act = _activation(s)
   nngp, cov1, cov2 = p * (1.0 / features), q * (1.0 / features), r * (1.0 / features)
   ntk = 0.0 if get == "ntk" else None
   nngp, cov1, cov2, ntk = act(*_dense(s, nngp, cov1, cov2, ntk, features))
-  if isinstance(nngp, Jet) and s.depth > 1:
+  if isinstance(nngp, Jet) and s.depth > 1 and sum(nngp.order) >= LAYER_LOOP_MIN_ORDER:
     order = nngp.order
     n1 = max(jnp.shape(c)[0] if jnp.ndim(c) else 1 for c in q.coeffs.values())
     n2 = max(jnp.shape(c)[1] if jnp.ndim(c) == 2 else 1 for c in r.coeffs.values())
@@ -227,27 +234,57 @@ def _compositions(k: int, d: int):
     yield tuple(out)
 
 
+def _small_directions(d: int):
+  """Primitive vectors with entries in {-1, 0, 1}, first nonzero entry positive: the
+  axes first, then by number of nonzero entries."""
+  out = [u for u in itertools.product((0, 1, -1), repeat=d)
+         if any(u) and next(c for c in u if c) > 0]
+  return sorted(out, key=lambda u: (sum(map(abs, u)), [-abs(c) for c in u], [-c for c in u]))
+
+
+def _power_matrix(k: int, cs, dirs) -> sympy.Matrix:
+  """``V[c, u] = k!/c! u^c``: column ``u`` holds the coefficients of ``(u . z)^k``."""
+  return sympy.Matrix([[sympy.factorial(k) / sympy.prod([sympy.factorial(ci) for ci in c]) *
+                        sympy.prod([sympy.Integer(ui) ** ci for ui, ci in zip(u, c)])
+                        for u in dirs] for c in cs])
+
+
 @functools.lru_cache(maxsize=256)
-def _direction_weights(alpha: Tuple[int, ...]) -> Tuple[Tuple[Tuple[int, ...], Fraction], ...]:
+def _direction_weights(alpha: Tuple[int, ...], preferred: Tuple[Tuple[int, ...], ...] = ()
+                       ) -> Tuple[Tuple[Tuple[int, ...], Fraction], ...]:
   """``((u, w_u), ...)`` with ``D^alpha = sum_u w_u (u . grad)^|alpha|`` exactly.
 
-  ``(u . grad)^k = sum_{|c| = k} k!/c! u^c D^c``; with the directions ``u`` = the
-  primitive vectors of all ``c`` with ``|c| = k`` (Griewank, Utke & Walther 2000) the
-  matrix ``V[c, u] = k!/c! u^c`` is square and invertible, and ``w = V^{-1} e_alpha``
-  (exact rationals). A pure power ``alpha = k e_i`` needs only ``u = e_i``."""
+  ``(u . grad)^k = sum_{|c| = k} k!/c! u^c D^c``, so ``w`` solves ``V w = e_alpha`` with
+  ``V[c, u] = k!/c! u^c`` (exact rationals). Directions are taken greedily, each only if
+  it raises the rank of ``V``, until ``e_alpha`` is in its range: first ``preferred``
+  (those another term of the operator already uses), then the vectors with entries in
+  ``{-1, 0, 1}``, then the primitive vectors of all ``c`` with ``|c| = k``, which make
+  ``V`` square and invertible (Griewank, Utke & Walther 2000), so the search ends. A
+  pure power ``alpha = k e_i`` needs only ``u = e_i``; ``u_xxyy`` needs the axes and the
+  two diagonals (``z0^2 z1^2 = ((z0 + z1)^4 + (z0 - z1)^4 - 2 z0^4 - 2 z1^4) / 12``),
+  so the biharmonic operator takes 4 directions, not 5."""
   k, d = sum(alpha), len(alpha)
   if k == 0 or sum(1 for a in alpha if a) == 1:
     axis = next((i for i, a in enumerate(alpha) if a), 0)
     return ((tuple(int(i == axis) for i in range(d)), Fraction(1)),)
   cs = list(_compositions(k, d))
-  dirs = [_primitive(c) for c in cs]
-  v = sympy.Matrix([[sympy.factorial(k) / sympy.prod([sympy.factorial(ci) for ci in c]) *
-                     sympy.prod([sympy.Integer(ui) ** ci for ui, ci in zip(u, c)])
-                     for u in dirs] for c in cs])
   rhs = sympy.Matrix([int(c == alpha) for c in cs])
-  w = v.LUsolve(rhs)
-  return tuple((u, Fraction(int(sympy.fraction(wi)[0]), int(sympy.fraction(wi)[1])))
-               for u, wi in zip(dirs, w) if wi != 0)
+  dirs, rank = [], 0
+  for u in list(preferred) + _small_directions(d) + [_primitive(c) for c in cs]:
+    if u in dirs:
+      continue
+    v = _power_matrix(k, cs, dirs + [u])
+    if v.rank() == rank:
+      continue
+    dirs, rank = dirs + [u], rank + 1
+    try:
+      w, free = v.gauss_jordan_solve(rhs)
+    except ValueError:  # e_alpha not yet in the range of V
+      continue
+    w = w.subs({f: 0 for f in free})
+    return tuple((u, Fraction(int(sympy.fraction(wi)[0]), int(sympy.fraction(wi)[1])))
+                 for u, wi in zip(dirs, w) if wi != 0)
+  raise AssertionError("unreachable: the last directions make V invertible")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,9 +299,10 @@ class DirectionalForm:
 def directional_form(op) -> DirectionalForm:
   d = op.dim
   dirs, weights = [], []
-  # Degree-0 terms last: they ride on any direction already needed.
+  # Highest degree first; later terms reuse the directions earlier ones chose, and
+  # degree-0 terms ride on any direction already needed.
   for index, term in sorted(enumerate(op.terms), key=lambda it: -sum(it[1].multi_index)):
-    for u, w in _direction_weights(tuple(term.multi_index)):
+    for u, w in _direction_weights(tuple(term.multi_index), tuple(dirs)):
       if sum(term.multi_index) == 0 and dirs:
         u = dirs[0]
       if u not in dirs:

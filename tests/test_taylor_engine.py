@@ -91,14 +91,35 @@ def test_matches_nested_jvp_up_to_order_6(activation, depth, map_name):
 
 
 def test_direction_weights_are_exact():
-  """``sum_u w_u (u . grad)^k = D^alpha`` as polynomials (the symbol with grad -> z)."""
+  """``sum_u w_u (u . grad)^k = D^alpha`` as polynomials (the symbol with grad -> z),
+  with and without directions preferred by other terms."""
   z = sympy.symbols("z0:3")
-  for alpha in [(1, 1, 0), (2, 1, 1), (2, 2, 0), (0, 3, 1), (4, 0, 0)]:
+  for alpha, preferred in [((1, 1, 0), ()), ((2, 1, 1), ()), ((2, 2, 0), ()), ((0, 3, 1), ()),
+                           ((4, 0, 0), ()), ((1, 1, 1), ((2, 1, 0), (1, 3, 1))),
+                           ((3, 2, 1), ((0, 1, 0),))]:
     k = sum(alpha)
     lhs = sum(sympy.Rational(w.numerator, w.denominator) *
               sum(ui * zi for ui, zi in zip(u, z)) ** k
-              for u, w in taylor_engine._direction_weights(alpha))
+              for u, w in taylor_engine._direction_weights(alpha, preferred))
     assert sympy.expand(lhs - sympy.prod([zi ** a for zi, a in zip(z, alpha)])) == 0
+
+
+@pytest.mark.parametrize("text, coords, count", [
+    ("u_xxxx + 2*u_xxyy + u_yyyy", XY, 4), ("u_xy + x*u_xxyy + u", XY, 4),
+    ("u_xxxx + u_yyyy + u_zzzz + 2*u_xxyy + 2*u_yyzz + 2*u_xxzz", ("x", "y", "z"), 9)])
+def test_directional_form_reproduces_the_operator(text, coords, count):
+  """``sum_u sum_k omega_{u,k}(x) (u . grad)^k`` equals ``T`` symbol by symbol (exact
+  rationals), with fewer directions than one full set per mixed term (5, 5 and 12)."""
+  op = parse(text, coords)
+  form = taylor_engine.directional_form(op)
+  assert len(form.directions) == count
+  z = sympy.symbols(f"z0:{op.dim}")
+  c = sympy.symbols(f"c0:{len(op.terms)}")  # the coefficient functions, as symbols
+  lhs = sum(sympy.nsimplify(w) * c[index] * sum(ui * zi for ui, zi in zip(u, z)) ** degree
+            for u, per_u in zip(form.directions, form.weights) for degree, index, w in per_u)
+  rhs = sum(c[i] * sympy.prod([zi ** a for zi, a in zip(z, term.multi_index)])
+            for i, term in enumerate(op.terms))
+  assert sympy.expand(lhs - rhs) == 0
 
 
 BIH = parse("u_xxxx + 2*u_xxyy + u_yyyy", XY)
@@ -185,3 +206,23 @@ def test_slow_taylor_compilations_warn_before_they_start():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, BEAM)
+
+
+def test_gpu_benchmark_smoke_run(tmp_path):
+  """benchmarks/operator_kernel_speed.py --gpu-sizes --quick runs the Taylor engine on CPU
+  at tiny sizes and records the ratios it would record on a GPU up to N = 16384."""
+  import json
+  import sys
+  from pathlib import Path
+  sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+  try:
+    import operator_kernel_speed
+  finally:
+    sys.path.pop(0)
+  out = tmp_path / "speed.json"
+  assert operator_kernel_speed.main(["--gpu-sizes", "--quick", "--json", str(out)]) == 0
+  report = json.loads(out.read_text())
+  assert report["method"] == "taylor" and report["quick"]
+  assert [r["n"] for r in report["rows"]] == list(operator_kernel_speed.QUICK_SIZES)
+  assert all(np.isfinite(r["op_over_plain"]) and r["op_over_plain"] > 0 for r in report["rows"])
+  assert operator_kernel_speed.GPU_SIZES[-1] == 16384
