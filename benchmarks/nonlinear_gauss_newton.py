@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import ntkpde
-from ntkpde import nonlinear, operator_kernels, output_maps, problems, reporting
+from ntkpde import input_maps, nonlinear, operator_kernels, output_maps, problems, reporting
 
 
 def _test_points(problem, n, seed=12345):
@@ -39,13 +39,20 @@ def _test_points(problem, n, seed=12345):
 
 
 def _kernel(spec, problem):
-  """``gauss:L`` / ``gauss:Lx,Lt`` or ``ACT:DEPTH:GET`` (e.g. ``erf:2:ntk``)."""
+  """``gauss:L`` / ``gauss:Lx,Lt`` or ``ACT:DEPTH:GET[:S1,S2]`` (e.g. ``erf:2:ntk``;
+  ``erf:2:ntk:3,1``: the domain box mapped onto ``[-3, 3] x [-1, 1]`` instead of
+  ``[-1, 1]^2``, i.e. the inputs scaled per coordinate)."""
   kind, _, rest = spec.partition(":")
   if kind == "gauss":
     return nonlinear.gaussian_kernel([float(v) for v in rest.split(",")]), "ntk"
-  depth, _, get = rest.partition(":")
-  net = ntkpde.mlp(int(depth), activation=kind, input_map=problem.input_map())
-  return net.kernel_fn, get or "ntk"
+  parts = rest.split(":")
+  depth, get, scale = parts + ["ntk", "1"][len(parts) - 1:]
+  lo, hi = np.array(problem.domain, dtype=float).T
+  half = (hi - lo) / 2 / np.array([float(v) for v in scale.split(",")])
+  centre = (lo + hi) / 2
+  net = ntkpde.mlp(int(depth), activation=kind,
+                   input_map=input_maps.box_normalization(centre - half, centre + half))
+  return net.kernel_fn, get
 
 
 def run_one(name, spec, sizes, nugget, n_test=2500, seed=0, output=None):
@@ -181,6 +188,7 @@ def main():
     for name, spec, sizes in [
         ("burgers1d_mild", "gauss:0.1,0.2", burgers),
         ("burgers1d_mild", "erf:2:ntk", {"interior": 1024, "boundary": 64, "initial": 64}),
+        ("burgers1d_mild", "erf:2:ntk:3,1", {"interior": 1024, "boundary": 64, "initial": 64}),
         ("burgers1d", "gauss:0.05,0.1", burgers),
         ("allen_cahn1d", "gauss:0.1", {"interior": 64}),
         ("allen_cahn1d", "erf:2:ntk", {"interior": 64}),
