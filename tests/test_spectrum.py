@@ -355,6 +355,16 @@ def test_spectrum_sweep_resumes_and_skips_done_configurations(tmp_path, capsys):
   first = json.loads(out.read_text())
   assert len(first) == 2 and {r["operator"] for r in first} == {"identity", "laplacian"}
   assert all(r["alpha"] is not None and r["n"] == 24 for r in first)
+  # The identity record against a route that shares no ntkpde code: SciPy's Gauss-Legendre
+  # nodes on [0, 1], neural-tangents' own kernel_fn, SciPy's eigh of W^1/2 K W^1/2. Both are
+  # backward-stable eigensolves of the same matrix up to rounding: 10 n eps lambda_max.
+  import scipy.special
+  nodes, weights = scipy.special.roots_legendre(24)
+  x, w = (nodes[:, None] + 1) / 2, weights / 2
+  K = np.asarray(ntkpde.mlp(1, activation="erf", W_std=1.5, b_std=0.1).kernel_fn.base(x, x, "ntk"))
+  expected = scipy.linalg.eigh(np.sqrt(w)[:, None] * K * np.sqrt(w)[None, :], eigvals_only=True)[::-1]
+  got = np.array(next(r for r in first if r["operator"] == "identity")["eigenvalues"])
+  assert np.abs(got - expected).max() <= 10 * 24 * EPS * expected[0]
   capsys.readouterr()
   assert main(argv + ["--activations", "sin"]) == 0  # argparse: the later value wins
   log = capsys.readouterr().out
