@@ -81,6 +81,8 @@ def test_rate_verdicts_are_two_sided(slope, spread, stated, verdict):
   than the rate itself is inconclusive; positive rates (bias vs dt) mirror negative ones."""
   got, reason = rate_verdict(slope, spread, stated, "q")
   assert got == verdict and reason
+  if verdict == WEAKER:     # the two weaker forms say which way the rate is off
+    assert ("faster" in reason) == (abs(slope) > abs(stated)), reason
 
 
 def test_parts_combine_by_the_worst_verdict():
