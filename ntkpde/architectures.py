@@ -8,6 +8,7 @@ kernels are not differentiable at ``x = x'`` (their derivatives blow up on the
 diagonal), so only order-0 operators are allowed with them.
 """
 import dataclasses
+import math
 import numbers
 from typing import Callable, Optional
 
@@ -96,11 +97,19 @@ def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.
   The analytic kernels are the infinite-width limits (width enters only
   ``init_fn``/``apply_fn``). ``activation`` is one of ``ACTIVATIONS``;
   ``activation_kwargs`` go to the stax layer (e.g. ``a``, ``b``, ``c`` of ``Erf``).
+  ``W_std`` and ``b_std`` (``None``: no bias) are finite and ``>= 0``.
   """
   if activation not in ACTIVATIONS:
     raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-  if not all(isinstance(v, numbers.Integral) and v >= 1 for v in (depth, width)):
-    raise ValueError(f"depth and width must be integers >= 1, got depth={depth!r}, width={width!r}.")
+  if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+             for v in (depth, width, out_dim)):
+    raise ValueError(f"depth, width and out_dim must be integers >= 1, got depth={depth!r}, "
+                     f"width={width!r}, out_dim={out_dim!r}.")
+  for value, name in ((W_std, "W_std"), (b_std, "b_std")):
+    if not (value is None and name == "b_std") and not (
+        isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+      raise ValueError(f"{name} must be a finite number >= 0 (a standard deviation), got "
+                       f"{value!r}.")
   factory, max_order = ACTIVATIONS[activation]
   max_order = SMOOTH_ORDER if max_order is None else max_order
   layers = []

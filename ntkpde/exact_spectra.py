@@ -74,9 +74,10 @@ def funk_hecke_eigenvalues(profile: Callable, d: int, degrees: Sequence[int],
   degree ``<= 2 quadrature_points - 1 - l``; exponentially accurate for analytic ``k``.
   """
   d = _dimension(d)
-  degrees = np.asarray(degrees, dtype=int)
-  if degrees.ndim != 1 or np.any(degrees < 0):
-    raise ValueError(f"degrees must be a 1-d sequence of integers >= 0, got {degrees}.")
+  given = np.asarray(degrees)
+  degrees = given.astype(int)
+  if degrees.ndim != 1 or np.any(degrees < 0) or np.any(degrees != given):
+    raise ValueError(f"degrees must be a 1-d sequence of integers >= 0, got {given.tolist()}.")
   q = int(quadrature_points)
   if q <= int(degrees.max(initial=0)):
     raise ValueError(f"quadrature_points ({q}) must exceed the largest degree.")

@@ -31,8 +31,10 @@ def box_normalization(lower: Sequence[float], upper: Sequence[float]) -> InputMa
   """Affine map of the box ``[lower, upper]`` onto ``[-1, 1]^d``."""
   lo = np.asarray(lower, dtype=np.float64)
   hi = np.asarray(upper, dtype=np.float64)
-  if lo.shape != hi.shape or lo.ndim != 1 or np.any(hi <= lo):
-    raise ValueError(f"box_normalization needs 1-d bounds with upper > lower, got {lower}, {upper}.")
+  if lo.shape != hi.shape or lo.ndim != 1 or not np.all(np.isfinite(lo) & np.isfinite(hi)) \
+     or np.any(hi <= lo):
+    raise ValueError(f"box_normalization needs finite 1-d bounds with upper > lower, got {lower}, "
+                     f"{upper}.")
   centre, half = (hi + lo) / 2, (hi - lo) / 2
 
   def out_dim(d):
@@ -73,7 +75,13 @@ def periodic_embedding(periodic_axes: Optional[Sequence[int]] = None, period: fl
 def fourier_features(in_dim: int, num_features: int, scale: float = 1.0, seed: int = 0
                      ) -> InputMap:
   """Fixed random Fourier features ``x -> (cos(2 pi B x), sin(2 pi B x))`` with
-  ``B_ij ~ N(0, scale^2)`` drawn once from ``seed`` (Tancik et al. 2020)."""
+  ``B_ij ~ N(0, scale^2)`` drawn once from ``seed`` (Tancik et al. 2020). ``in_dim`` and
+  ``num_features`` are positive integers, ``scale`` a finite number > 0."""
+  for value, name in ((in_dim, "in_dim"), (num_features, "num_features")):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"fourier_features: {name} must be a positive integer, got {value!r}.")
+  if not (np.isfinite(scale) and scale > 0):
+    raise ValueError(f"fourier_features: scale must be a finite number > 0, got {scale!r}.")
   b = np.random.default_rng(seed).normal(0.0, scale, size=(num_features, in_dim))
 
   def fn(x):

@@ -259,7 +259,12 @@ def relative_decay(reference, other, window: Optional[Tuple[int, int]] = None,
   curvature of an exponential decay, cancel). ``delta > 0``: ``other`` decays
   faster. Default window: :func:`common_window`. With ``model="exponential"`` or
   ``"stretched"`` (exponent ``beta``) the ratio is fitted as ``C exp(-delta k^beta)``
-  instead: ``delta`` is then the difference of the :class:`ModelFit` rates."""
+  instead: ``delta`` is then the difference of the :class:`ModelFit` rates (``beta`` a
+  finite number > 0)."""
+  if model not in DECAY_MODELS:
+    raise ValueError(f"model must be one of {DECAY_MODELS}, got {model!r}.")
+  if model == "stretched" and not (np.isfinite(beta) and beta > 0):
+    raise ValueError(f"beta (the stretched exponent) must be a finite number > 0, got {beta!r}.")
   a, b = _as_spectrum(reference, "reference"), _as_spectrum(other, "other")
   if a.size != b.size:
     raise ValueError(f"spectra must have the same length, got {a.size} and {b.size}.")
@@ -267,8 +272,6 @@ def relative_decay(reference, other, window: Optional[Tuple[int, int]] = None,
   for lam, what in ((a, "reference eigenvalues"), (b, "other eigenvalues")):
     if np.any(lam[k_min - 1:k_max] <= 0):
       raise ValueError(f"{what} in the window [{k_min}, {k_max}] must be > 0.")
-  if model not in DECAY_MODELS:
-    raise ValueError(f"model must be one of {DECAY_MODELS}, got {model!r}.")
   if model == "power":
     return _fit(b / np.where(a > 0, a, 1.0), k_min, k_max, "ratios")
   k = np.arange(k_min, k_max + 1, dtype=np.float64)

@@ -91,6 +91,11 @@ CASES = {
     "mlp-width-negative": (lambda F: ntkpde.mlp(1, width=-3), VE, ">= 1"),
     "mlp-width-float": (lambda F: ntkpde.mlp(1, width=8.5), VE, "integers"),
     "mlp-depth-string": (lambda F: ntkpde.mlp("2"), VE, "integers"),
+    "mlp-depth-bool": (lambda F: ntkpde.mlp(True), VE, "integers"),
+    "mlp-out-dim-zero": (lambda F: ntkpde.mlp(1, out_dim=0), VE, "out_dim"),       # was: no output
+    "mlp-W-std-nan": (lambda F: ntkpde.mlp(1, W_std=float("nan")), VE, "W_std"),   # was: NaN kernel
+    "mlp-b-std-inf": (lambda F: ntkpde.mlp(1, b_std=float("inf")), VE, "b_std"),   # was: NaN kernel
+    "mlp-W-std-negative": (lambda F: ntkpde.mlp(1, W_std=-1.5), VE, "W_std"),
     "mlp-activation-unknown": (lambda F: ntkpde.mlp(1, activation="tanhh"), VE, "unknown activation"),
     "mlp-activation-code": (lambda F: ntkpde.mlp(1, activation="__import__('os')"), VE,
                             "unknown activation"),

@@ -69,7 +69,11 @@ def test_infinite_width_kernel_does_not_depend_on_the_target():
     (-0.50, 0.04, -0.5, HOLDS), (-0.94, 0.04, -0.5, WEAKER), (-0.30, 0.04, -0.5, WEAKER),
     (-0.91, 0.139, -0.5, INCONCLUSIVE),
     (0.02, 0.04, -0.5, FAILS), (-0.5, 0.2, -0.5, INCONCLUSIVE), (2.0, 0.02, 1.0, WEAKER),
-    (1.05, 0.03, 1.0, HOLDS), (float("nan"), float("nan"), -1.0, INCONCLUSIVE)])
+    (1.05, 0.03, 1.0, HOLDS), (float("nan"), float("nan"), -1.0, INCONCLUSIVE),
+    # next to each boundary of the band b = 3 * 0.04 = 0.12 around p = 0.5 (and b < p / 2)
+    (-0.61, 0.04, -0.5, HOLDS), (-0.63, 0.04, -0.5, WEAKER), (-0.39, 0.04, -0.5, HOLDS),
+    (-0.37, 0.04, -0.5, WEAKER), (-0.13, 0.04, -0.5, WEAKER), (-0.11, 0.04, -0.5, FAILS),
+    (0.45, 0.04, -0.5, FAILS), (-0.5, 0.084, -0.5, INCONCLUSIVE), (-0.5, 0.082, -0.5, HOLDS)])
 def test_rate_verdicts_are_two_sided(slope, spread, stated, verdict):
   """OPK-3's measured -0.94 +- 0.04 against the stated -1/2 is a different (faster) rate
   (with 3 seeds, -0.91 +- 0.14 is consistent with -1/2 but cannot tell it from -1: inconclusive),
@@ -77,6 +81,34 @@ def test_rate_verdicts_are_two_sided(slope, spread, stated, verdict):
   than the rate itself is inconclusive; positive rates (bias vs dt) mirror negative ones."""
   got, reason = rate_verdict(slope, spread, stated, "q")
   assert got == verdict and reason
+  if verdict == WEAKER:     # the two weaker forms say which way the rate is off
+    assert ("faster" in reason) == (abs(slope) > abs(stated)), reason
+
+
+def test_parts_combine_by_the_worst_verdict():
+  """combine_verdicts' order (fails > inconclusive > weaker > holds) on every pair; a part
+  made of checks holds iff each check does and reports its worst error / tolerance;
+  combine_parts keeps the deciding parts' reasons and every quantity and figure."""
+  from verification import Check, PartResult, combine_parts, combine_verdicts
+  order = [HOLDS, WEAKER, INCONCLUSIVE, FAILS]
+  for i, a in enumerate(order):
+    for j, b in enumerate(order):
+      assert combine_verdicts([a, b]) == order[max(i, j)], (a, b)
+  assert combine_verdicts([]) == HOLDS
+  ok = PartResult("a", checks=[Check("x", "fd", 1e-9, 1e-8, True), Check("y", "fd", 4e-8, 1e-7, True)])
+  bad = PartResult("b", checks=[Check("x", "fd", 1e-9, 1e-8, True), Check("z", "fd", 3e-6, 1e-6, False)])
+  assert ok.verdict == HOLDS and bad.verdict == FAILS
+  assert ok.quantities[0].value == pytest.approx(0.4) and "(y)" in ok.quantities[0].name
+  assert bad.quantities[0].value == pytest.approx(3.0) and "1/2 blocks" in bad.reason
+  with pytest.raises(ValueError, match="neither checks nor a verdict"):
+    PartResult("empty")
+  weak = PartResult("c", verdict=WEAKER, reason="slower.", quantities=[Quantity("s", -0.3)],
+                    figures=["f.png"])
+  outcome = combine_parts([ok, weak], "e", "t", figures=["g.png"])
+  assert outcome.verdict == WEAKER and not outcome.passed and outcome.reason == "c: slower."
+  assert [q.name for q in outcome.quantities][-1] == "s" and len(outcome.quantities) == 2
+  assert outcome.figures == ["g.png", "f.png"]
+  assert combine_parts([ok, weak, bad], "e", "t").verdict == FAILS
 
 
 def test_outcome_passed_follows_the_verdict_and_the_report_renders_quantities(tmp_path):

@@ -76,3 +76,23 @@ def test_network_with_input_map_has_mapped_parameter_shapes():
   out_shape, params = net.init_fn(jax.random.PRNGKey(0), (4, 2))
   assert params[0][0].shape == (3, 8) and out_shape == (4, 1)
   assert net.apply_fn(params, PTS).shape == (4, 1)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((1, 3, float("nan")), "scale must be a finite number > 0"),   # was: NaN features, silently
+    ((1, 3, float("inf")), "scale must be a finite number > 0"),
+    ((1, 3, 0.0), "scale must be a finite number > 0"),
+    ((1, 0, 1.0), "num_features must be a positive integer"),     # was: a 0-column map
+    ((0, 3, 1.0), "in_dim must be a positive integer"),
+    ((1, 2.5, 1.0), "num_features must be a positive integer"),
+])
+def test_fourier_features_reject_bad_arguments(args, message):
+  with pytest.raises(ValueError, match=message):
+    fourier_features(*args)
+
+
+@pytest.mark.parametrize("lower, upper", [([np.nan], [1.0]), ([-np.inf], [1.0]), ([0.0], [np.inf])])
+def test_box_normalization_rejects_non_finite_bounds(lower, upper):
+  """Was: a map returning NaN (NaN bounds) or 0 / NaN (infinite ones) at every point."""
+  with pytest.raises(ValueError, match="finite 1-d bounds"):
+    box_normalization(lower, upper)

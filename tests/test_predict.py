@@ -380,9 +380,33 @@ def test_singular_system_needs_no_diag_reg(two_channels):
   x_test = np.linspace(0, 1, 5)[:, None]
   expected = once(None, x_test)
   assert np.abs(predict_fn(None, x_test) - expected).max() <= 1e-8 * np.abs(expected).max()
+  # With diag_reg the answer is the ridge solve k_tx (K + reg Tr(K)/n I)^{-1} y, by
+  # numpy.linalg.solve on the assembled Gram (was: checked only for being finite). Error of
+  # both routes: n eps cond(K_reg) times the size of the terms (factor 10).
+  reg = 1e-6
   regularised = gradient_descent_mse_ensemble(toy_kernel, doubled, [targets[0], targets[0]],
-                                              diag_reg=1e-8)
-  assert np.all(np.isfinite(regularised(None)))
+                                              diag_reg=reg)
+  K = np.asarray(ntkpde.gram(toy_kernel, doubled).matrix)
+  K_reg = K + reg * np.trace(K) / len(K) * np.eye(len(K))
+  k_tx = np.asarray(ntkpde.operator_kernel(toy_kernel, operators.identity(X1), channels[0][1])(
+      x_test, channels[0][2]))
+  k_tx = np.concatenate([k_tx, k_tx], axis=1)
+  coef = np.linalg.solve(K_reg, np.r_[targets[0], targets[0]])
+  bound = 10 * len(K) * EPS * np.linalg.cond(K_reg) * np.abs(k_tx).sum(1).max() * np.abs(coef).max()
+  assert np.abs(regularised(None, x_test) - k_tx @ coef).max() <= bound
+  assert np.abs(regularised(None, x_test) - expected).max() > 10 * bound  # the ridge matters
+
+
+def test_small_times_use_the_series_of_one_minus_exp():
+  """At ``c K t = 1e-9`` the gain ``g = (1 - e^{-l t}) / l`` is taken from its series;
+  for a 1x1 kernel the mean at the training point is ``-expm1(-c K t) y`` (NumPy's expm1,
+  accurate to an ulp): 1e-13 relative catches an O(l t) error in the series."""
+  kernel = lambda a, b=None, get=None: 2.0 + 0.0 * a @ (a if b is None else b).T
+  x, y = np.array([[0.3]]), np.array([1.7])
+  predict_fn = gradient_descent_mse_ensemble(kernel, [("u", operators.identity(X1), x)], [y])
+  times = np.array([1e-12, 5e-10, 1e-3, 2.0])
+  expected = -np.expm1(-2.0 * times) * y[0]
+  np.testing.assert_allclose(predict_fn(times)[:, 0], expected, rtol=1e-13, atol=0)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -434,3 +458,38 @@ def test_zero_weight_channel_is_ignored_at_infinity_and_inf_mixes_with_finite(tw
   both = weighted(np.array([1.0, np.inf]), x_test)
   assert np.allclose(both[1], weighted(None, x_test), rtol=1e-13, atol=0)
   assert np.allclose(both[0], weighted(1.0, x_test), rtol=1e-13, atol=0)
+
+
+def test_defective_weighting_takes_the_expm_route_and_matches_the_jordan_closed_form():
+  """``K = I`` (two far-apart points of a narrow Gaussian: the off-diagonal entry
+  ``e^{-1000}`` underflows to 0) and the admissible non-symmetric weighting
+  ``A = [[1, 1], [0, 1]]`` make ``K A`` a Jordan block: no eigenbasis, so both the flow and
+  the ensemble take the expm routes (Van Loan's block exponential for ``G(t)``). Closed form:
+  ``exp(-c A t) = e^{-c t} [[1, -c t], [0, 1]]``, ``(I - c A)^k = (1 - c)^k [[1, -k c / (1 - c)],
+  [0, 1]]``; at the training points ``mean = (I - E) y`` and ``cov = E E^T`` with
+  ``E = exp(-c A t)``. ``expm`` (Pade, scaling and squaring) is accurate to ~1e-15 here: 1e-12."""
+  kernel = lambda a, b=None, get=None: jnp.exp(-1e3 * jnp.sum(
+      (a[:, None, :] - (a if b is None else b)[None, :, :]) ** 2, -1))
+  x, y, r0 = np.array([[0.0], [1.0]]), np.array([0.4, -1.3]), np.array([0.7, 2.0])
+  A = np.array([[1.0, 1.0], [0.0, 1.0]])
+
+  def jordan_exp(c, t):
+    return np.exp(-c * t) * np.array([[1.0, -c * t], [0.0, 1.0]])
+  flow = residual_flow(np.eye(2), r0, A, learning_rate=0.3)
+  assert flow.method == "expm"
+  for t in (0.0, 0.7, 5.0):
+    np.testing.assert_allclose(flow(t), jordan_exp(0.3, t) @ r0, rtol=0, atol=1e-12)
+  for k in (0, 1, 7):
+    step_k = 0.7 ** k * np.array([[1.0, -k * 0.3 / 0.7], [0.0, 1.0]])
+    np.testing.assert_allclose(flow.steps(k), step_k @ r0, rtol=0, atol=1e-12)
+  with pytest.raises(ValueError, match="not diagonalisable"):
+    flow(np.inf)
+  lr = 1.2
+  predict_fn = gradient_descent_mse_ensemble(kernel, [("u", operators.identity(X1), x)], [y],
+                                             learning_rate=lr, weights=A)
+  times = np.array([0.0, 0.5, 3.0])
+  mean, cov = predict_fn(times, compute_cov=True)
+  for t, m, s in zip(times, mean, cov):
+    E = jordan_exp(lr / 2, t)
+    np.testing.assert_allclose(m, (np.eye(2) - E) @ y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s, E @ E.T, rtol=0, atol=1e-12)

@@ -8,10 +8,15 @@ t = 1000 mean is not converged yet (spectral bias), and gradient descent lowers 
 import re
 from pathlib import Path
 
+import jax
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
+from ntkpde.operators import identity  # noqa: E402
+from theory.finite_differences import richardson_check  # noqa: E402
+
+EPS = np.finfo(np.float64).eps
 README = Path(__file__).parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
@@ -27,11 +32,27 @@ def test_readme_has_exactly_the_checked_examples():
 
 
 def test_quickstart_block():
+  """Shapes, and values by routes that share no code with ``gram``: the boundary block is
+  neural-tangents' own kernel (identity operators); four interior-boundary entries are
+  Richardson-checked central differences of that kernel (theory/finite_differences.py);
+  the Gram of a positive semi-definite kernel has eigenvalues >= -100 n eps lambda_max
+  (its exact symmetry holds by construction: only the upper tiles are computed)."""
   ns = _run(0)
   G = np.asarray(ns["G"].matrix)
   assert G.shape == (220, 220) and ns["G"].sizes == {"interior": 200, "boundary": 20}
-  np.testing.assert_array_equal(G, G.T)
-  assert ns["G"].block("interior", "boundary").shape == (200, 20)
+  X_int, X_bd, net = ns["X_int"], ns["X_bd"], ns["net"]
+  kernel = jax.jit(lambda a, b: net.kernel_fn(a, b, "ntk"))
+  plain = lambda a, b: np.asarray(kernel(a, b))
+  bb = plain(X_bd, X_bd)
+  np.testing.assert_allclose(ns["G"].block("boundary", "boundary"), bb, rtol=0,
+                             atol=100 * EPS * np.abs(bb).max())
+  ib = np.asarray(ns["G"].block("interior", "boundary"))
+  assert ib.shape == (200, 20)
+  fd, bound = richardson_check(plain, ns["lap"], identity(("x", "y")), X_int[:2], X_bd[:2])
+  assert np.all(np.abs(ib[:2, :2] - fd) <= bound), (ib[:2, :2], fd, bound)
+  assert np.max(bound) < 1e-4 * np.abs(ib).max()        # the bound is tight enough to test
+  lam = np.linalg.eigvalsh(G)
+  assert lam[0] >= -100 * len(G) * EPS * lam[-1]
 
 
 def test_worked_example_block():
@@ -46,7 +67,15 @@ def test_worked_example_block():
 
 
 def test_operator_kernel_block():
-  """Biharmonic and beam kernels of the operator-kernel section take the Taylor route."""
+  """Biharmonic and beam kernels of the operator-kernel section take the Taylor route; the
+  biharmonic block ``B_x B_x' K`` is symmetric (computed with x2 = x given: no symmetry by
+  construction) and positive semi-definite to 100 n eps of its largest eigenvalue (the
+  Taylor route's order-8 values against finite differences of its order-4 kernel:
+  tests/test_taylor_engine.py)."""
   ns = _run(2)
   assert ns["K"].method == "taylor" and ns["block"].shape == (8, 8)
-  assert np.all(np.isfinite(np.asarray(ns["block"])))
+  block = np.asarray(ns["block"])
+  scale = np.abs(block).max()
+  np.testing.assert_allclose(block, block.T, rtol=0, atol=1e-12 * scale)
+  lam = np.linalg.eigvalsh((block + block.T) / 2)
+  assert lam[0] >= -100 * len(block) * EPS * lam[-1]

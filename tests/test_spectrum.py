@@ -153,6 +153,46 @@ def test_decay_window_stops_at_the_rounding_floor():
   assert fit.k_max == 60 and abs(fit.alpha - 4.0) < 1e-10
 
 
+def test_fit_statistics_match_scipy_linregress():
+  """Independent route for every number of a fit: ``scipy.stats.linregress`` (slope,
+  intercept, standard error of the slope) on the window and on its two halves, and the AIC
+  ``m log(RSS/m) + 2 p`` and rms residual written out from linregress's line. Both are
+  float64 least squares of <= 60 points with O(1) condition: 1e-12 relative."""
+  from scipy import stats
+  k = np.arange(1, 121, dtype=float)
+  lam = k ** -1.7 * np.exp(np.random.default_rng(2).normal(0, 0.2, k.size))
+  lo, hi = 7, 60
+  kk, y = k[lo - 1:hi], np.log(np.sort(lam)[::-1][lo - 1:hi])
+  half = kk.size // 2
+
+  def line(x, yy):
+    r = stats.linregress(x, yy)
+    rss = float(np.sum((yy - r.intercept - r.slope * x) ** 2))
+    return r, rss
+
+  fit = spectrum.decay_rate(lam, window=(lo, hi))
+  r, _ = line(np.log(kk), y)
+  spread = abs(line(np.log(kk[:half]), y[:half])[0].slope - line(np.log(kk[half:]), y[half:])[0].slope) / 2
+  assert fit.alpha == pytest.approx(-r.slope, rel=1e-12)
+  assert fit.stderr == pytest.approx(r.stderr, rel=1e-12)
+  assert fit.spread == pytest.approx(spread, rel=1e-12)
+  assert fit.prefactor == pytest.approx(math.exp(r.intercept), rel=1e-12)
+  assert fit.uncertainty == max(fit.stderr, fit.spread)
+  models = spectrum.decay_models(lam, window=(lo, hi))
+  m = kk.size
+  for name, x, p in (("power", np.log(kk), 2), ("exponential", kk, 2),
+                     ("stretched", kk ** models.fits["stretched"].beta, 3)):
+    got = models.fits[name]
+    r, rss = line(x, y)
+    assert got.rate == pytest.approx(-r.slope, rel=1e-12), name
+    assert got.rms == pytest.approx(math.sqrt(rss / m), rel=1e-12), name
+    assert got.aic == pytest.approx(m * math.log(rss / m) + 2 * p, rel=1e-12), name
+  # the stretched exponent minimises the residual over the grid of exponents
+  assert models.fits["stretched"].rms <= min(
+      math.sqrt(line(kk ** b, y)[1] / m) for b in spectrum.STRETCH_EXPONENTS) * (1 + 1e-12)
+  assert models.best == min(models.fits, key=lambda name: models.fits[name].aic)
+
+
 def test_curved_spectrum_gets_a_wide_uncertainty():
   k = np.arange(1, 200)
   fit = spectrum.decay_rate(np.exp(-k / 10), window=(5, 150))
@@ -270,6 +310,12 @@ def test_block_traces_and_summary_table():
     (lambda: quadrature.gauss_legendre_box([1.0], [0.0], 4), "upper > lower"),
     (lambda: exact_spectra.circulant_eigenvalues([1.0, 2.0, 3.0]), "not symmetric"),
     (lambda: exact_spectra.funk_hecke_eigenvalues(np.cos, 1, [0]), "d ("),
+    # were: degree 1.5 truncated to 1 silently; beta = nan a NaN rate, beta = 0 ZeroDivisionError
+    (lambda: exact_spectra.funk_hecke_eigenvalues(np.cos, 3, [1.5]), "degrees must be"),
+    (lambda: spectrum.relative_decay(np.arange(9.0, 0, -1), np.arange(9.0, 0, -1), (2, 8),
+                                     "stretched", float("nan")), "beta"),
+    (lambda: spectrum.relative_decay(np.arange(9.0, 0, -1), np.arange(9.0, 0, -1), (2, 8),
+                                     "stretched", 0.0), "beta"),
     (lambda: large_eigen.top_eigenvalues(lambda a, b: a @ b.T, np.eye(5), 6), "k <= block"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(call, message):
@@ -309,6 +355,16 @@ def test_spectrum_sweep_resumes_and_skips_done_configurations(tmp_path, capsys):
   first = json.loads(out.read_text())
   assert len(first) == 2 and {r["operator"] for r in first} == {"identity", "laplacian"}
   assert all(r["alpha"] is not None and r["n"] == 24 for r in first)
+  # The identity record against a route that shares no ntkpde code: SciPy's Gauss-Legendre
+  # nodes on [0, 1], neural-tangents' own kernel_fn, SciPy's eigh of W^1/2 K W^1/2. Both are
+  # backward-stable eigensolves of the same matrix up to rounding: 10 n eps lambda_max.
+  import scipy.special
+  nodes, weights = scipy.special.roots_legendre(24)
+  x, w = (nodes[:, None] + 1) / 2, weights / 2
+  K = np.asarray(ntkpde.mlp(1, activation="erf", W_std=1.5, b_std=0.1).kernel_fn.base(x, x, "ntk"))
+  expected = scipy.linalg.eigh(np.sqrt(w)[:, None] * K * np.sqrt(w)[None, :], eigvals_only=True)[::-1]
+  got = np.array(next(r for r in first if r["operator"] == "identity")["eigenvalues"])
+  assert np.abs(got - expected).max() <= 10 * 24 * EPS * expected[0]
   capsys.readouterr()
   assert main(argv + ["--activations", "sin"]) == 0  # argparse: the later value wins
   log = capsys.readouterr().out
