@@ -238,7 +238,11 @@ def kernel_function_change(K_test, K, r0, steps, weights=None, learning_rate: fl
   n = len(K)
   if K_test.ndim != 2 or K_test.shape[1] != n:
     raise ValueError(f"K_test must have shape (n_test, {n}), got {K_test.shape}.")
-  steps = np.asarray(steps).astype(int)
+  steps = np.asarray(steps)
+  if steps.ndim != 1 or steps.size == 0 or not np.issubdtype(steps.dtype, np.number) or np.any(
+      steps < 0) or np.any(steps != np.round(steps)):
+    raise ValueError(f"steps must be a 1-D array of non-negative integers, got {steps.tolist()!r}.")
+  steps = steps.astype(int)
   r = kernel_residuals(K, r0, np.arange(max(int(steps.max()), 1)), weights, learning_rate, sizes)
   partial = np.concatenate([np.zeros((1, n)), np.cumsum(r, axis=0)])[steps]   # sum_{j<k} r_j
   A = per_residual(weights, sizes or {"all": n})

@@ -154,3 +154,12 @@ def test_gradient_descent_matches_a_plain_loop_with_shared_points():
   for a, b in zip(jax.tree_util.tree_leaves(res.params), jax.tree_util.tree_leaves(p)):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
   assert sum(v[-1] for v in res.losses.values()) < sum(v[0] for v in res.losses.values())
+
+
+@pytest.mark.parametrize("steps", [[-1, 2], [0.5], [], [[1, 2]]])
+def test_kernel_function_change_refuses_steps_that_are_not_step_counts(steps):
+  """A negative step used to index the cumulative sum from the end (a wrong number, no
+  error); fractions were truncated."""
+  K = np.eye(2)
+  with pytest.raises(ValueError, match="non-negative integers"):
+    training.kernel_function_change(np.ones((1, 2)), K, np.ones(2), steps)
