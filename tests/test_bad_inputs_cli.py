@@ -174,7 +174,7 @@ def test_spectrum_ctrl_c_keeps_finished_configurations(tmp_path, monkeypatch, ca
   def interrupting(config):
     calls.append(config["depth"])
     if len(calls) == 2:
-      os.kill(os.getpid(), signal.SIGINT)
+      signal.raise_signal(signal.SIGINT)  # delivered to this thread, handled before it returns
     return real(config)
   monkeypatch.setattr(command, "_problem", interrupting)
   out = tmp_path / "s.json"

@@ -127,11 +127,10 @@ def test_verify_lock_refuses_a_second_live_run_and_takes_over_a_stale_one(fake_c
 
 
 def test_verify_ctrl_c_stops_and_keeps_finished_claims(fake_claims, tmp_path, monkeypatch):
-  import os
   import signal
 
   def interrupted(ctx):
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)  # delivered to this thread, handled before it returns
     raise AssertionError("not reached")
   monkeypatch.setattr(fake_claims["FAKE-2"], "run", interrupted)
   assert cli.main(["verify", "--out", str(tmp_path)]) == 130
@@ -144,13 +143,12 @@ def test_verify_ctrl_c_swallowed_on_its_way_still_stops_the_loop(fake_claims, tm
                                                                   monkeypatch):
   """A SIGINT whose KeyboardInterrupt is swallowed (as in JAX's GC callbacks) still stops the
   run after the claim in progress, which is kept."""
-  import os
   import signal
   calls = []
 
   def swallowing(ctx):
     try:
-      os.kill(os.getpid(), signal.SIGINT)
+      signal.raise_signal(signal.SIGINT)  # delivered to this thread, handled before it returns
     except KeyboardInterrupt:
       pass
     calls.append("FAKE-1")
