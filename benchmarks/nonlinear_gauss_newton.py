@@ -11,9 +11,10 @@ Sections (``--section``):
   docs/nonlinear.md).
 * ``others``: Burgers (both viscosities), steady Allen-Cahn, regularised Eikonal.
 * ``rate``: the elliptic problem at ``--n`` interior points: the observed ratios of successive
-  Gauss-Newton updates against the spectral radius of the Jacobian of the Gauss-Newton map
-  ``z -> G(z)`` (eq. (1) of ntkpde.nonlinear) at the converged ``z``, by central differences
-  (the local linear rate of the iteration).
+  updates of plain Gauss-Newton (``second_order=False``) against the spectral radius of the
+  Jacobian of the Gauss-Newton map ``z -> G(z)`` (eq. (1) of ntkpde.nonlinear) at the
+  converged ``z``, by central differences (the local linear rate of the iteration), and the
+  updates of the default solve (Newton steps (2) once Gauss-Newton is slow).
 * ``output-map``: steady Allen-Cahn with the boundary values as measurements and with the
   output map ``u = u*(1) x + (1 - x^2) N`` (boundary channel dropped), same interior points.
 
@@ -82,15 +83,22 @@ def run_one(name, spec, sizes, nugget, n_test=2500, seed=0, output=None):
   return row
 
 
+def _update_ratios(solution):
+  updates = np.array([s.update for s in solution.history])
+  return (updates[1:] / updates[:-1]).tolist()
+
+
 def gauss_newton_rate(spec, n, nugget=1e-10):
-  """Observed update ratios of :func:`ntkpde.nonlinear.solve` and the spectral radius of
+  """Observed update ratios of plain Gauss-Newton, the spectral radius of
   ``dG/dz`` at its solution (one central difference per measurement, step ``1e-6`` of the
-  mean measurement)."""
+  mean measurement), and the updates of the default solve."""
   problem = problems.get("nonlinear_elliptic2d")
   kernel_fn, get = _kernel(spec, problem)
   sample = problem.sample({"interior": n, "boundary": 4 * int(round(np.sqrt(n)))},
                           sampler="sobol")
-  sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=nugget)
+  sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=nugget,
+                        second_order=False, max_iterations=40)
+  newton = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=nugget)
   equations = nonlinear._check_equations(sample.channels, sample.targets)
   measures, index = nonlinear._measurements(equations)
   theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
@@ -99,8 +107,9 @@ def gauss_newton_rate(spec, n, nugget=1e-10):
   def gauss_newton_map(z):
     values, grads = nonlinear._linearise(equations, index, z)
     M = nonlinear._sparse_rows(grads, index, len(z))
-    system = nonlinear._add_nugget(np.asarray((M @ theta) @ M.T),
-                                   [len(eq[2]) for eq in equations], nugget)
+    system = np.asarray((M @ theta) @ M.T)
+    system = nonlinear._symmetric(system) + np.diag(nonlinear._nugget(
+        np.diag(system), [len(eq[2]) for eq in equations], nugget))
     gamma = nonlinear._solve_psd(system, f - values + M @ z)[0]
     return theta @ (M.T @ gamma), gamma
 
@@ -108,9 +117,10 @@ def gauss_newton_rate(spec, n, nugget=1e-10):
   h = 1e-6 * np.linalg.norm(z) / np.sqrt(len(z))
   jac = np.stack([(gauss_newton_map(z + h * e)[0] - gauss_newton_map(z - h * e)[0]) / (2 * h)
                   for e in np.eye(len(z))], axis=1)
-  updates = np.array([s.update for s in sol.history])
   return {"problem": "nonlinear_elliptic2d", "kernel": spec, "interior": n,
-          "iterations": len(sol.history), "update_ratios": (updates[1:] / updates[:-1]).tolist(),
+          "iterations_gauss_newton": len(sol.history), "update_ratios_gauss_newton":
+          _update_ratios(sol), "iterations": len(newton.history),
+          "updates": [s.update for s in newton.history],
           "spectral_radius": float(np.max(np.abs(np.linalg.eigvals(jac)))),
           "max_abs_u": float(np.abs(z[:n]).max()),      # u at the interior points
           "max_abs_multiplier": float(np.abs(gauss_newton_map(z)[1]).max())}

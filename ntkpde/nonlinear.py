@@ -25,6 +25,24 @@ collocation solve; assembling it from ``Theta`` avoids recompiling kernels per s
 The iterate is ``u_k(x) = sum_j [D^beta_j K(x, x_j)] w_j`` with weights
 ``w = M_k^T gamma`` on the measurement functionals.
 
+The fixed points of (1) are the stationary points of
+``J(z) = 1/2 z^T Theta^{-1} z + 1/2 (F(z) - f)^T R^{-1} (F(z) - f)``, with multipliers
+``gamma = R^{-1} (f - F(z))``. Gauss-Newton drops the curvature term
+``H = -sum_i gamma_i d^2F_i/dz^2`` of ``J``'s Hessian, so it converges only linearly when
+the multipliers are large (an unresolved solution: the depth-2 erf NTK at 100 points
+contracts by 0.35 per step). Once (1) is that slow (the relative update below
+``NEWTON_SWITCH`` and shrinking by less than ``NEWTON_RATE`` per step) ``solve`` takes
+Newton steps on ``J`` instead, ``H`` built from the last multipliers (sequential quadratic
+programming; quadratic convergence near a solution): with ``Theta_H = (Theta^{-1} + H)^{-1}
+= Theta - Theta P^T H_P (I + P Theta P^T H_P)^{-1} P Theta`` (Woodbury; ``P`` selects the
+measurements ``F`` is not affine in, ``H_P`` the block-diagonal rest of ``H``),
+
+    z_{k+1} = Theta_H (H z_k + M_k^T gamma),
+    (M_k Theta_H M_k^T + R) gamma = f - F(z_k) + M_k z_k - M_k Theta_H H z_k,            (2)
+
+with the same ``R`` as (1), so both have the same fixed points. Where (2) is singular the
+step is (1); a damped Newton step returns the iteration to (1).
+
 ``kernel_fn(x1, x2, get)`` is any kernel: the NTK/NNGP of an ntkpde network, or the
 Gaussian kernel :func:`gaussian_kernel` of the GP-PDE literature.
 
@@ -51,6 +69,8 @@ from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 STALL = 1e-6
 FLOOR = 1e-9        # residual changes below FLOOR * equation scale: rounding (and nugget) level
 MAX_HALVINGS = 20
+NEWTON_SWITCH = 1e-2   # second-order steps once the relative update is below this ...
+NEWTON_RATE = 0.2      # ... and Gauss-Newton contracts it by less than this per step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,13 +114,14 @@ class Step:
   all equations after the step, ``update`` is ``|z_{k+1} - z_k| / |z_{k+1}|`` (``z``: the
   measurements of ``u``),
   ``step_size`` the damping factor taken, ``error`` the relative L2 error at the test
-  points (if given)."""
+  points (if given), ``newton`` whether it was a Newton step (2) rather than (1)."""
   iteration: int
   residual: float
   update: float
   step_size: float
   error: Optional[float]
   seconds: float
+  newton: bool = False
 
 
 def _derivative_operator(coords, alpha) -> LinearOperator:
@@ -176,7 +197,8 @@ def _check_output(output, equations):
 def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str = "ntk",
           nugget: float = 1e-10, tol: float = 1e-6, max_iterations: int = 20,
           x_test=None, exact=None, progress: Optional[Callable[[Step], None]] = None,
-          output: Optional[output_maps.OutputMap] = None) -> Solution:
+          output: Optional[output_maps.OutputMap] = None, second_order: bool = True
+          ) -> Solution:
   """Gauss-Newton kernel collocation for ``N_c[u] = f_c`` on every channel (module docstring).
 
   ``channels``: ``[(name, NonlinearOperator, points (n_c, d))]`` (e.g.
@@ -197,6 +219,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   ``max_iterations`` (Gauss-Newton from ``u_0 = 0`` can leave the basin of a strongly
   nonlinear problem, or cycle when the problem has no solution). ``output``: an output map
   ``u = A + B N`` (module docstring); the iteration starts at ``u_0 = A``.
+  ``second_order=False``: plain Gauss-Newton (1) throughout, no Newton steps (2).
   """
   start = time.perf_counter()
   if get not in operator_kernels.GETS:
@@ -227,13 +250,26 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   history, worst = [], residual
   floor = FLOOR * max(_rms(f), residual)
   converged, cond = False, np.inf
+  sizes = [len(eq[2]) for eq in equations]
+  gamma, newton, previous_update = None, False, None
   for iteration in range(1, int(max_iterations) + 1):
     tic = time.perf_counter()
     M = _sparse_rows(grads, index, len(z))
-    system = np.asarray((M @ theta) @ M.T)
-    system = _add_nugget(system, [len(eq[2]) for eq in equations], nugget)
-    gamma, cond = _solve_psd(system, f - values + M @ z)
-    direction = M.T @ gamma - weights
+    rhs = f - values + M @ z
+    m_theta = np.asarray(M @ theta)
+    regulariser = _nugget(np.asarray(M.multiply(m_theta).sum(axis=1)).ravel(), sizes, nugget)
+    step_weights = None
+    if newton:
+      hessian = _sparse_hessian(equations, index, z + shift, -gamma)
+      step_weights, newton_gamma, newton_cond = _newton_step(theta, M, hessian, z, rhs,
+                                                             regulariser)
+    if step_weights is None:
+      newton = False
+      gamma, cond = _solve_psd(_symmetric(m_theta @ M.T) + np.diag(regulariser), rhs)
+      step_weights = M.T @ gamma
+    else:
+      gamma, cond = newton_gamma, newton_cond
+    direction = step_weights - weights
     # Backtracking: the full Gauss-Newton step unless it increases the residual (beyond
     # rounding, STALL); else the best of the halved steps.
     size, best = 1.0, None
@@ -256,7 +292,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     error = None
     if cross is not None:
       error = float(np.linalg.norm(cross @ weights + a_test - exact) / np.linalg.norm(exact))
-    step = Step(iteration, residual, update, size, error, time.perf_counter() - tic)
+    step = Step(iteration, residual, update, size, error, time.perf_counter() - tic, newton)
     history.append(step)
     if progress is not None:
       progress(step)
@@ -270,6 +306,9 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     if size == 1 and (update <= tol or stalled):   # damped steps are never convergence
       converged = True
       break
+    slow = previous_update is not None and update > NEWTON_RATE * previous_update
+    newton = second_order and size == 1 and (newton or (update <= NEWTON_SWITCH and slow))
+    previous_update = update
   if not converged:
     last = history[-1]
     raise GaussNewtonDivergence(
@@ -280,6 +319,57 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
         f"max_iterations.", tuple(history))
   return Solution(kernel_fn, get, tuple(measures), weights, z + shift, tuple(history), cond,
                   time.perf_counter() - start, output)
+
+
+def _sparse_hessian(equations, index, z, multipliers):
+  """Sparse ``sum_i multipliers_i d^2F_i/dz^2`` (block diagonal: one ``|A_c| x |A_c|`` block
+  per equation ``i``, at the columns ``index[c][:, i]``)."""
+  rows, cols, vals, start = [], [], [], 0
+  for (_, op, points, _), idx in zip(equations, index):
+    n = len(points)
+    blocks = np.asarray(op.hessian(points, jnp.asarray(z[idx].T)))   # (n, m, m)
+    blocks = blocks * multipliers[start:start + n, None, None]
+    for a in range(idx.shape[0]):
+      for b in range(idx.shape[0]):
+        rows.append(idx[a])
+        cols.append(idx[b])
+        vals.append(blocks[:, a, b])
+    start += n
+  out = scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                        np.concatenate(cols))), shape=(len(z),) * 2)
+  out.eliminate_zeros()
+  return out
+
+
+def _newton_step(theta, M, H, z, rhs, regulariser):
+  """The Newton step (2) of the module docstring: the weights ``w_{k+1}`` with
+  ``z_{k+1} = Theta w_{k+1}``, the new multipliers and the condition estimate, or
+  ``(None, None, None)`` when its system is singular or not finite (the caller falls back to
+  Gauss-Newton)."""
+  used = np.unique(H.nonzero()[0])
+  if len(used) == 0:
+    return None, None, None
+  Hs = H[used][:, used].toarray()
+  inner = np.eye(len(used)) + theta[np.ix_(used, used)] @ Hs
+  theta_p = theta[used]                               # P Theta
+  try:
+    correction = np.linalg.solve(inner, theta_p)      # (I + C Hs)^{-1} P Theta
+  except np.linalg.LinAlgError:
+    return None, None, None
+  modified = theta - theta_p.T @ (Hs @ correction)    # (Theta^{-1} + H)^{-1}
+  Hz = H @ z
+  system = _symmetric(np.asarray(M @ _symmetric(modified)) @ M.T) + np.diag(regulariser)
+  factor = scipy.linalg.lu_factor(system, check_finite=False)
+  rcond, info = scipy.linalg.lapack.dgecon(factor[0], np.abs(system).sum(axis=0).max())
+  if info != 0 or not rcond > 0:
+    return None, None, None
+  gamma = scipy.linalg.lu_solve(factor, rhs - M @ (modified @ Hz))
+  v = Hz + M.T @ gamma
+  weights = v - np.zeros_like(v)
+  weights[used] -= Hs @ np.linalg.solve(inner, (theta @ v)[used])
+  if not np.all(np.isfinite(weights)):
+    return None, None, None
+  return weights, gamma, 1.0 / rcond
 
 
 def _measurements(equations):
@@ -382,14 +472,16 @@ def _sparse_rows(grads, index, n):
                                                          np.concatenate(cols))), shape=(start, n))
 
 
-def _add_nugget(system, sizes, nugget):
-  """``nugget`` times the mean diagonal of each channel's block, on that block's diagonal."""
-  out = (system + system.T) / 2
-  start = 0
+def _symmetric(a):
+  return (a + a.T) / 2
+
+
+def _nugget(diagonal, sizes, nugget):
+  """The diagonal of ``R``: ``nugget`` times the mean of ``diagonal`` (that of
+  ``M Theta M^T``) over each channel's block."""
+  out, start = np.empty(len(diagonal)), 0
   for n in sizes:
-    block = slice(start, start + n)
-    scale = float(np.mean(np.diag(out)[block]))
-    out[block, block] += nugget * max(scale, 0.0) * np.eye(n)
+    out[start:start + n] = nugget * max(float(np.mean(diagonal[start:start + n])), 0.0)
     start += n
   return out
 

@@ -370,10 +370,13 @@ class NonlinearOperator:
 
   @functools.cached_property
   def _functions(self):
-    """``F`` and each ``dF/dp_alpha`` as JAX functions of ``(x columns..., p...)``."""
+    """``F``, each ``dF/dp_alpha`` and each ``d^2F/dp_alpha dp_beta`` (row-major, ``m^2``)
+    as JAX functions of ``(x columns..., p...)``."""
     args = _coord_symbols(self.coords) + tuple(p for _, p in self.placeholders)
-    exprs = [self.expression] + [sympy.diff(self.expression, p) for _, p in self.placeholders]
-    return tuple(sympy.lambdify(args, e, modules=jnp) for e in exprs)
+    symbols = [p for _, p in self.placeholders]
+    first = [sympy.diff(self.expression, p) for p in symbols]
+    second = [sympy.diff(g, p) for g in first for p in symbols]
+    return tuple(sympy.lambdify(args, e, modules=jnp) for e in [self.expression] + first + second)
 
   def evaluate(self, x, derivatives) -> jax.Array:
     """``F(x, p)`` at points ``x`` ``(..., d)`` with ``derivatives[..., k]`` the value of
@@ -384,6 +387,12 @@ class NonlinearOperator:
     """``dF/dp_alpha_k(x, p)`` as an array ``(..., m)`` (``m`` multi-indices)."""
     return jnp.stack([self._at(k + 1, x, derivatives)
                       for k in range(len(self.placeholders))], axis=-1)
+
+  def hessian(self, x, derivatives) -> jax.Array:
+    """``d^2F/dp_alpha_j dp_alpha_k(x, p)`` as an array ``(..., m, m)``."""
+    m = len(self.placeholders)
+    return jnp.stack([self._at(1 + m + k, x, derivatives) for k in range(m * m)],
+                     axis=-1).reshape(jnp.shape(x)[:-1] + (m, m))
 
   def _at(self, k: int, x, derivatives):
     x = jnp.asarray(x)

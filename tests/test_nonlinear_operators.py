@@ -79,6 +79,27 @@ def test_linearization_matches_directional_finite_difference(text, coords, param
   assert np.any(np.abs(fine - wrong) > 100 * tolerance)
 
 
+@pytest.mark.parametrize("text, coords, params, formula", CASES, ids=[c[0] for c in CASES])
+def test_hessian_matches_central_differences_of_the_gradient(text, coords, params, formula):
+  """``d^2F/dp_j dp_k`` against ``(dF/dp_j(p + h e_k) - dF/dp_j(p - h e_k)) / 2h`` (error
+  ``c h^2 + O(eps / h)``, estimated from two steps as above)."""
+  N = parse_nonlinear(text, coords, params)
+  x = jnp.asarray(POINTS)
+  p = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (len(POINTS), len(N.multi_indices))))
+  exact = np.asarray(N.hessian(x, p))
+  assert exact.shape == (len(POINTS),) + (len(N.multi_indices),) * 2
+
+  def central(h):
+    return np.stack([np.asarray(N.gradient(x, p + h * e) - N.gradient(x, p - h * e)) / (2 * h)
+                     for e in np.eye(p.shape[1])], axis=-1)
+  h = 1e-3
+  coarse, fine = central(h), central(h / 2)
+  scale = np.abs(np.asarray(N.gradient(x, p))).max() + np.abs(exact).max()
+  tolerance = np.abs(coarse - fine) + 1e3 * EPS / h * scale
+  assert np.all(np.abs(fine - exact) <= tolerance), np.abs(fine - exact) / tolerance
+  np.testing.assert_array_equal(exact, np.swapaxes(exact, -1, -2))
+
+
 def test_linear_input_linearises_to_parse():
   N = parse_nonlinear("-u_xx + a*x*u_y", XY, {"a": 2.0})
   assert N.is_linear and not parse_nonlinear("u*u_x", XY).is_linear
