@@ -16,7 +16,8 @@ Chen et al. (2021), eq. (3.8) with their nugget ``R``; here ``R`` is ``nugget`` 
 mean diagonal of each channel's block of ``M_k Theta M_k^T``. The step is damped
 (``z_k + s (z_{k+1} - z_k)``, ``s = 1, 1/2, ...``, at most ``MAX_HALVINGS`` halvings) only
 when the full step would increase the root-mean-square residual ``|F(z) - f|`` (beyond
-rounding: ``STALL``, ``FLOOR``), so close
+rounding: ``STALL``, ``FLOOR``) and is not below ``SMALL_STEP`` (whose residual changes
+are rounding in systems with condition numbers to 1e16), so close
 to a solution it is the plain Gauss-Newton step; far from one (steady Allen-Cahn from
 ``u_0 = 0``) the plain iteration can cycle. ``M_k Theta M_k^T`` is the
 block Gram of the Frechet-linearised operators ``N_c'[u_k]``
@@ -69,6 +70,7 @@ from ntkpde.operators import LinearOperator, NonlinearOperator, Term
 STALL = 1e-6
 FLOOR = 1e-9        # residual changes below FLOOR * equation scale: rounding (and nugget) level
 MAX_HALVINGS = 20
+SMALL_STEP = 1e-4      # full steps below this relative update are taken undamped
 NEWTON_SWITCH = 1e-2   # second-order steps once the relative update is below this ...
 NEWTON_RATE = 0.2      # ... and Gauss-Newton contracts it by less than this per step
 
@@ -209,8 +211,9 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   the scale of the equations, the larger of the root mean squares of ``f`` and of the
   initial residual ``F(z_0) - f``, which is not zero when ``f = 0``: the update has
   reached the rounding floor of the ill-conditioned system, about ``cond * eps``, or the
-  nugget's; a stationary residual
-  under damped steps is a stuck iteration, not a solution); else raises
+  nugget's), or when full steps below ``SMALL_STEP`` stop shrinking (the update's rounding
+  floor); a stationary residual under damped steps is a stuck iteration, not a solution;
+  else raises
   ``GaussNewtonDivergence``
   after ``max_iterations``. ``x_test`` with ``exact`` (values there) records the relative L2
   error per step; ``progress(step)`` is called after each step. Raises
@@ -279,7 +282,9 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
       trial_residual = _rms(trial_values - f)
       trial_residual = trial_residual if np.isfinite(trial_residual) else np.inf
       trial = (trial_residual, size, trial_z, trial_values, trial_grads)
-      if trial_residual <= residual * (1 + STALL) + floor:   # no increase beyond rounding
+      small = size == 1 and (np.linalg.norm(trial_z - z)
+                             <= SMALL_STEP * np.linalg.norm(trial_z + shift))
+      if small or trial_residual <= residual * (1 + STALL) + floor:   # no rise beyond rounding
         best = trial
         break
       if best is None or trial_residual < best[0]:
@@ -302,13 +307,16 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
           f"earlier {worst:.3e}). Try a larger nugget, more collocation points or a "
           f"different kernel scale.", tuple(history))
     stalled = previous is not None and abs(residual - previous) <= STALL * residual + floor
+    # Full steps below SMALL_STEP that stop shrinking are rounding noise: the floor.
+    at_floor = previous_update is not None and SMALL_STEP >= update >= previous_update
     worst = max(worst, residual)
-    if size == 1 and (update <= tol or stalled):   # damped steps are never convergence
+    if size == 1 and (update <= tol or stalled or at_floor):   # damped steps never converge
       converged = True
       break
     slow = previous_update is not None and update > NEWTON_RATE * previous_update
-    newton = second_order and size == 1 and (newton or (update <= NEWTON_SWITCH and slow))
-    previous_update = update
+    newton = second_order and size == 1 and (
+        newton or (SMALL_STEP < update <= NEWTON_SWITCH and slow))
+    previous_update = update if size == 1 else None
   if not converged:
     last = history[-1]
     raise GaussNewtonDivergence(
