@@ -282,3 +282,22 @@ def test_newton_steps_converge_quadratically_where_gauss_newton_is_linear():
   # fixed point is about 0.35 / 0.65 of that.
   difference = np.linalg.norm(sol(x_test) - plain(x_test)) / np.linalg.norm(sol(x_test))
   assert difference < 2 * plain_updates[-1], (difference, plain_updates[-1])
+
+
+def test_stops_at_the_rounding_floor_of_the_update():
+  """Depth-1 erf NNGP, 400 points: the updates fall to 2e-6 (condition ~4e15) and then
+  wander there, above ``tol = 1e-6``. Those tiny full steps used to be damped as residual
+  rises and the solve ran 19 iterations of noise; it now stops once they stop shrinking,
+  with the same solution as the strict tolerance reached by a looser nugget-free check:
+  the last update is rounding, below SMALL_STEP."""
+  problem = problems.get("nonlinear_elliptic2d")
+  sample = problem.sample({"interior": 400, "boundary": 80}, sampler="sobol")
+  lo, hi = np.array(problem.domain, dtype=float).T
+  kernel_fn = ntkpde.mlp(1, activation="erf",
+                         input_map=input_maps.box_normalization(lo, hi)).kernel_fn
+  sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get="nngp")
+  updates = [s.update for s in sol.history]
+  assert len(sol.history) <= 10, updates
+  assert all(s.step_size == 1 for s in sol.history[-2:])
+  # Stopped by the floor (or, with other rounding, by tol), never by a damped step.
+  assert updates[-1] <= 1e-6 or updates[-2] <= updates[-1] <= nonlinear.SMALL_STEP, updates
