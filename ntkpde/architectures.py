@@ -12,6 +12,7 @@ import math
 import numbers
 from typing import Callable, Optional
 
+from ntkpde import _checks
 from ntkpde._compat import import_neural_tangents
 from ntkpde.expressions import MAX_DERIVATIVE_ORDER
 from ntkpde.input_maps import InputMap
@@ -101,10 +102,8 @@ def mlp(depth: int, width: int = 512, activation: str = "erf", W_std: float = 1.
   """
   if activation not in ACTIVATIONS:
     raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-  if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-             for v in (depth, width, out_dim)):
-    raise ValueError(f"depth, width and out_dim must be integers >= 1, got depth={depth!r}, "
-                     f"width={width!r}, out_dim={out_dim!r}.")
+  for value, name in ((depth, "depth"), (width, "width"), (out_dim, "out_dim")):
+    _checks.integer(value, name)
   for value, name in ((W_std, "W_std"), (b_std, "b_std")):
     if not (value is None and name == "b_std") and not (
         isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):

@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import special
 
+from ntkpde import _checks
+
 
 def circulant_eigenvalues(first_row) -> np.ndarray:
   """Eigenvalues of the symmetric circulant matrix with this first row, indexed
@@ -58,10 +60,7 @@ def harmonic_multiplicity(d: int, degree: int) -> int:
 
 
 def _dimension(d) -> int:
-  if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
-    raise ValueError(f"d (ambient dimension of the sphere S^(d-1)) must be an integer >= 2, "
-                     f"got {d!r}.")
-  return int(d)
+  return _checks.integer(d, "d", 2, "the ambient dimension of the sphere S^(d-1)")
 
 
 def funk_hecke_eigenvalues(profile: Callable, d: int, degrees: Sequence[int],

@@ -10,6 +10,8 @@ from typing import Callable, Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from ntkpde import _checks
+
 
 @dataclasses.dataclass(frozen=True)
 class InputMap:
@@ -78,8 +80,7 @@ def fourier_features(in_dim: int, num_features: int, scale: float = 1.0, seed: i
   ``B_ij ~ N(0, scale^2)`` drawn once from ``seed`` (Tancik et al. 2020). ``in_dim`` and
   ``num_features`` are positive integers, ``scale`` a finite number > 0."""
   for value, name in ((in_dim, "in_dim"), (num_features, "num_features")):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-      raise ValueError(f"fourier_features: {name} must be a positive integer, got {value!r}.")
+    _checks.integer(value, f"fourier_features: {name}")
   if not (np.isfinite(scale) and scale > 0):
     raise ValueError(f"fourier_features: scale must be a finite number > 0, got {scale!r}.")
   b = np.random.default_rng(seed).normal(0.0, scale, size=(num_features, in_dim))

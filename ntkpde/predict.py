@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import scipy.linalg
 
-from ntkpde import operators
+from ntkpde import _checks, operators
 from ntkpde.operator_kernels import BlockGram, as_channels, gram, operator_kernel
 from ntkpde.spectrum import as_matrix
 from ntkpde.weights import RULES, Weights, per_residual
@@ -296,9 +296,7 @@ class ResidualFlow:
 
   def steps(self, k) -> np.ndarray:
     """Gradient descent ``r_k = (I - c K A)^k r0`` for integers ``k >= 0`` (scalar or 1-D)."""
-    ks = np.asarray(k)
-    if not np.issubdtype(ks.dtype, np.integer) or np.any(ks < 0) or ks.ndim > 1:
-      raise ValueError(f"k must be non-negative integers (scalar or 1-D), got {k!r}.")
+    ks = _checks.step_counts(k, "k", allow_scalar=True)
     flat = np.atleast_1d(ks)
     d = self._d
     limit = self.max_stable_learning_rate

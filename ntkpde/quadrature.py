@@ -13,11 +13,11 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
+from ntkpde import _checks
+
 
 def _count(n, name: str) -> int:
-  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-    raise ValueError(f"{name} must be a positive integer, got {n!r}.")
-  return int(n)
+  return _checks.integer(n, name)
 
 
 def gauss_legendre_box(lower: Sequence[float], upper: Sequence[float], n_per_axis: int

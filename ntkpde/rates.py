@@ -11,6 +11,8 @@ from typing import Tuple
 
 import numpy as np
 
+from ntkpde import _checks
+
 BOOTSTRAP_RESAMPLES = 200
 
 
@@ -44,9 +46,7 @@ def bootstrap_slope(x, samples, reduce: str = "rms", resamples: int = BOOTSTRAP_
   standard deviation of the slope over ``resamples`` resamples of the draws with
   replacement (the same draw columns at every ``x``), generator seeded by ``seed``.
   """
-  if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 2:
-    raise ValueError(f"resamples must be an integer >= 2 (the spread is a standard deviation "
-                     f"over them), got {resamples!r}.")
+  _checks.integer(resamples, "resamples", 2, "the spread is a standard deviation over them")
   if reduce not in _REDUCERS:
     raise ValueError(f"reduce must be one of {sorted(_REDUCERS)}, got {reduce!r}.")
   values = np.asarray(samples, float)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde import _compat
+from ntkpde import _checks, _compat
 from ntkpde.finite import channel_data, check_network, empirical_gram, stacked_residuals
 from ntkpde.predict import residual_flow
 from ntkpde.weights import per_residual
@@ -238,11 +238,7 @@ def kernel_function_change(K_test, K, r0, steps, weights=None, learning_rate: fl
   n = len(K)
   if K_test.ndim != 2 or K_test.shape[1] != n:
     raise ValueError(f"K_test must have shape (n_test, {n}), got {K_test.shape}.")
-  steps = np.asarray(steps)
-  if steps.ndim != 1 or steps.size == 0 or not np.issubdtype(steps.dtype, np.number) or np.any(
-      steps < 0) or np.any(steps != np.round(steps)):
-    raise ValueError(f"steps must be a 1-D array of non-negative integers, got {steps.tolist()!r}.")
-  steps = steps.astype(int)
+  steps = _checks.step_counts(steps, "steps")
   r = kernel_residuals(K, r0, np.arange(max(int(steps.max()), 1)), weights, learning_rate, sizes)
   partial = np.concatenate([np.zeros((1, n)), np.cumsum(r, axis=0)])[steps]   # sum_{j<k} r_j
   A = per_residual(weights, sizes or {"all": n})

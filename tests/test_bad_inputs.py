@@ -86,12 +86,12 @@ CASES = {
     "direction-zero": (lambda F: operators.directional_derivative(X, [0]), VE, "zero"),
     "operator-times-operator": (lambda F: F.dx * F.dx, TE, "linearly"),
     # --- networks ---
-    "mlp-depth-float": (lambda F: ntkpde.mlp(1.7), VE, "integers"),
+    "mlp-depth-float": (lambda F: ntkpde.mlp(1.7), VE, "depth must be an integer"),
     "mlp-depth-zero": (lambda F: ntkpde.mlp(0), VE, ">= 1"),
     "mlp-width-negative": (lambda F: ntkpde.mlp(1, width=-3), VE, ">= 1"),
-    "mlp-width-float": (lambda F: ntkpde.mlp(1, width=8.5), VE, "integers"),
-    "mlp-depth-string": (lambda F: ntkpde.mlp("2"), VE, "integers"),
-    "mlp-depth-bool": (lambda F: ntkpde.mlp(True), VE, "integers"),
+    "mlp-width-float": (lambda F: ntkpde.mlp(1, width=8.5), VE, "width must be an integer"),
+    "mlp-depth-string": (lambda F: ntkpde.mlp("2"), VE, "depth must be an integer"),
+    "mlp-depth-bool": (lambda F: ntkpde.mlp(True), VE, "depth must be an integer"),
     "mlp-out-dim-zero": (lambda F: ntkpde.mlp(1, out_dim=0), VE, "out_dim"),       # was: no output
     "mlp-W-std-nan": (lambda F: ntkpde.mlp(1, W_std=float("nan")), VE, "W_std"),   # was: NaN kernel
     "mlp-b-std-inf": (lambda F: ntkpde.mlp(1, b_std=float("inf")), VE, "b_std"),   # was: NaN kernel

@@ -82,9 +82,9 @@ def test_network_with_input_map_has_mapped_parameter_shapes():
     ((1, 3, float("nan")), "scale must be a finite number > 0"),   # was: NaN features, silently
     ((1, 3, float("inf")), "scale must be a finite number > 0"),
     ((1, 3, 0.0), "scale must be a finite number > 0"),
-    ((1, 0, 1.0), "num_features must be a positive integer"),     # was: a 0-column map
-    ((0, 3, 1.0), "in_dim must be a positive integer"),
-    ((1, 2.5, 1.0), "num_features must be a positive integer"),
+    ((1, 0, 1.0), "num_features must be an integer >= 1"),     # was: a 0-column map
+    ((0, 3, 1.0), "in_dim must be an integer >= 1"),
+    ((1, 2.5, 1.0), "num_features must be an integer >= 1"),
 ])
 def test_fourier_features_reject_bad_arguments(args, message):
   with pytest.raises(ValueError, match=message):

@@ -309,7 +309,7 @@ def test_block_traces_and_summary_table():
     (lambda: spectrum.convergence_times([1.0], 0.0), "learning_rate"),
     (lambda: quadrature.gauss_legendre_box([1.0], [0.0], 4), "upper > lower"),
     (lambda: exact_spectra.circulant_eigenvalues([1.0, 2.0, 3.0]), "not symmetric"),
-    (lambda: exact_spectra.funk_hecke_eigenvalues(np.cos, 1, [0]), "d ("),
+    (lambda: exact_spectra.funk_hecke_eigenvalues(np.cos, 1, [0]), "d must be an integer >= 2 \\(the ambient"),
     # were: degree 1.5 truncated to 1 silently; beta = nan a NaN rate, beta = 0 ZeroDivisionError
     (lambda: exact_spectra.funk_hecke_eigenvalues(np.cos, 3, [1.5]), "degrees must be"),
     (lambda: spectrum.relative_decay(np.arange(9.0, 0, -1), np.arange(9.0, 0, -1), (2, 8),
