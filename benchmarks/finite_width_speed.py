@@ -58,6 +58,11 @@ def n_params(params):
   return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
 
 
+def _operator_applied(apply_fn, T):
+  """``(params, X) -> (T u)(X; params)``."""
+  return lambda params, x: finite.operator_values(apply_fn, params, (T,), x)[0]
+
+
 # (a) The previous implementation: jacrev of T u over each tile, J_T J_S^T per tile.
 def _old_flat_jacobian(tu, params, x):
   jac = jax.jacrev(tu)(params, x)
@@ -67,7 +72,7 @@ def _old_flat_jacobian(tu, params, x):
 
 @functools.lru_cache(maxsize=None)
 def _old_block(apply_fn, T):
-  tu = finite.operator_applied(apply_fn, T)
+  tu = _operator_applied(apply_fn, T)
   return jax.jit(lambda params, x1, x2: _old_flat_jacobian(tu, params, x1)
                  @ _old_flat_jacobian(tu, params, x2).T)
 
@@ -82,7 +87,7 @@ def old_gram(apply_fn, params, T, X):
 # (b) The materialised Jacobian: vmapped per-point reverse mode, one matmul.
 @functools.lru_cache(maxsize=None)
 def _materialised(apply_fn, T):
-  tu = finite.operator_applied(apply_fn, T)
+  tu = _operator_applied(apply_fn, T)
 
   def gram(params, X):
     J = jax.vmap(lambda x: jax.grad(lambda p: tu(p, x[None])[0])(params))(X)

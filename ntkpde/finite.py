@@ -82,13 +82,6 @@ def default_batch_size(params, *ops: LinearOperator) -> int:
   return fits[-1] if fits else 1
 
 
-def operator_applied(apply_fn: Callable, T: LinearOperator) -> Callable:
-  """``(params, X) -> (T u)(X; params)``, shape ``(n,)``, for a scalar row-local network."""
-  def tu(params, x):
-    return operator_values(apply_fn, params, (T,), x)[0]
-  return tu
-
-
 def operator_values(apply_fn: Callable, params, ops: Sequence[LinearOperator], x) -> tuple:
   """``((T u)(x; params) for T in ops)``, each ``(n,)``, from one table of derivatives
   ``D^alpha u(x)`` (:func:`derivative_table`) shared by all operators at the same points."""
