@@ -38,8 +38,9 @@ neural-tangents' own module namespaces (JAX itself is left unchanged):
   ``UnexpectedTracerError``; :func:`_eval_context` restores the JAX 0.4 meaning (values
   that depend on no tracer are computed eagerly, the rest by their transformation).
 
-On JAX 0.4.23 with an old SciPy nothing is patched but :func:`_get_flops` (which reads
-both forms). Supported: stax ``kernel_fn``, ``init_fn``/``apply_fn``, ``predict``,
+On JAX 0.4.23 with an old SciPy nothing was patched but :func:`_get_flops` (which reads
+both forms); the accepted range now starts at 0.4.31, whose ``lax.map`` takes the
+``batch_size`` that :mod:`ntkpde.sketch` uses. Supported: stax ``kernel_fn``, ``init_fn``/``apply_fn``, ``predict``,
 ``empirical_ntk_fn`` implementations 0 (AUTO), 1, 2 and 3; ``neural_tangents.experimental``
 (TensorFlow) is not.
 """
@@ -58,7 +59,8 @@ import scipy.linalg
 NEURAL_TANGENTS_VERSION = "0.6.5"
 # Tested here: 0.10.2 (CPU, pinned). FACTS.md reports neural-tangents working with the same
 # patches on 0.4.23 and 0.11.2 (CUDA); ntkpde has not yet had a GPU session to run its tests there.
-JAX_MIN = (0, 4, 23)
+# The floor is 0.4.31: ntkpde.sketch passes batch_size to lax.map (added in 0.4.31).
+JAX_MIN = (0, 4, 31)
 JAX_MAX_EXCLUSIVE = (0, 12, 0)
 
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkpde import _checks
 from ntkpde.finite import ResidualFn, jacobian_matrix
 from ntkpde.weights import check_block_trace
 
@@ -63,12 +64,11 @@ def sketch_ntk(residuals: Callable, params, key, dt: float, num_samples: int = 1
   ``SKETCH_BATCH`` parameter vectors plus ``num_samples`` residual vectors."""
   if not (np.isfinite(dt) and dt > 0):
     raise ValueError(f"dt must be a positive number, got {dt!r}.")
-  if int(num_samples) < 1:
-    raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+  num_samples = _checks.integer(num_samples, "num_samples")
   n = jax.eval_shape(residuals, params).shape[0]
-  probes = jax.random.normal(key, (int(num_samples), n))
+  probes = jax.random.normal(key, (num_samples, n))
   dR = jax.lax.map(lambda g: _predictor_difference(residuals, params, g, dt), probes,
-                   batch_size=min(int(num_samples), SKETCH_BATCH))
+                   batch_size=min(num_samples, SKETCH_BATCH))
   # mean_j sym(dR_j g_j^T) = sym(dR^T G) / N, without forming the N matrices
   outer = dR.T @ probes / probes.shape[0]
   return (outer + outer.T) / 2, jnp.mean(jnp.sum(probes * dR, axis=1))

@@ -39,14 +39,14 @@ def test_import_and_versions():
     assert hasattr(nt, name)
 
 
-@pytest.mark.parametrize("version", ["0.10.2", "0.11.2", "0.4.23"])
+@pytest.mark.parametrize("version", ["0.10.2", "0.11.2", "0.4.31"])
 def test_check_jax_version_accepts_tested(version):
   _compat.check_jax_version(version)
 
 
-@pytest.mark.parametrize("version", ["0.4.20", "0.12.0", "1.0.0"])
+@pytest.mark.parametrize("version", ["0.4.30", "0.12.0", "1.0.0"])
 def test_check_jax_version_rejects_untested(version):
-  with pytest.raises(RuntimeError, match=rf"JAX >= 0\.4\.23, < 0\.12\.0; found JAX {version}"):
+  with pytest.raises(RuntimeError, match=rf"JAX >= 0\.4\.31, < 0\.12\.0; found JAX {version}"):
     _compat.check_jax_version(version)
 
 
