@@ -268,6 +268,9 @@ CASES = {
     "sketch-samples-zero": (lambda F: sketch.sketch_ntk(F.residuals, F.params,
                                                         jax.random.PRNGKey(0), 1e-3, 0), VE,
                             "num_samples"),
+    "sketch-samples-fraction": (lambda F: sketch.sketch_ntk(F.residuals, F.params,   # was: 2
+                                                            jax.random.PRNGKey(0), 1e-3, 2.5),
+                                VE, "num_samples must be an integer"),
     "adaptive-weights-rule": (lambda F: adaptive(F, weights="magic"), VE, "weights must be"),
     "adaptive-lr": (lambda F: adaptive(F, learning_rate=0.0), VE, "learning_rate"),
     "adaptive-steps": (lambda F: adaptive(F, steps=0), VE, "steps"),
