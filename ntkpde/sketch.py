@@ -22,7 +22,7 @@ Units: :func:`adaptive_training` uses ntkpde's loss ``L = 1/(2n) R^T Lambda R`` 
 ``eta_paper`` is ``eta = n eta_paper``.
 """
 import functools
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -102,25 +102,26 @@ def _compiled_run(residuals, sizes, weights, alpha, dt, learning_rate, every):
   ids_j = jnp.asarray(ids)
   eta = learning_rate / n
 
-  def exact_record(p):
-    K = exact_ntk(residuals, p)
+  def exact_record(K):
     return {"eigenvalues": jnp.linalg.eigvalsh(K), "exact_weights": _trace_weights(K, ids_j, m)}
 
-  def skipped(p):
-    return {"eigenvalues": jnp.full(n, jnp.nan), "exact_weights": jnp.full(m, jnp.nan)}
+  def tracked(t, kernel):
+    """``exact_record`` of ``kernel()`` every ``every``-th step, NaN in between."""
+    if every <= 1:
+      return exact_record(kernel()) if every else {}
+    return jax.lax.cond(t % every == 0, lambda: exact_record(kernel()), lambda: {
+        "eigenvalues": jnp.full(n, jnp.nan), "exact_weights": jnp.full(m, jnp.nan)})
 
   def step(carry, xs):
     p, K_avg = carry
     step_key, t = xs
     r, vjp = jax.vjp(residuals, p)
-    record = {}
-    if every == 1:
-      record = exact_record(p)
-    elif every > 1:
-      record = jax.lax.cond(t % every == 0, exact_record, skipped, p)
     if weights == "exact":
-      lam = record["exact_weights"]
+      K = exact_ntk(residuals, p)
+      lam = _trace_weights(K, ids_j, m)
+      record = tracked(t, lambda: K)
     else:
+      record = tracked(t, lambda: exact_ntk(residuals, p))
       g = jax.random.normal(step_key, (n,))
       # Algorithm 3: the N-sample mean at t = 0, the moving average from t = 1 on.
       K_avg = jnp.where(t == 0, K_avg,
@@ -137,7 +138,7 @@ def _compiled_run(residuals, sizes, weights, alpha, dt, learning_rate, every):
 def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learning_rate: float,
                       steps: int, weights: str = "exact", alpha: float = 1e-2,
                       init_samples: int = 100, dt: float = 1e-4, key=None,
-                      track_exact: int = 0) -> dict:
+                      track_exact: Optional[int] = None) -> dict:
   """Gradient descent with NTK weights recomputed every step (Algorithm 1 with update
   frequency 1), from the exact kernel (``weights="exact"``) or the moving-average sketch
   (``"sketch"``, Algorithm 3 with ``alpha``, ``init_samples`` and ``dt``).
@@ -150,16 +151,16 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
   dict of arrays over steps ``0..steps-1``: ``weights`` ``(steps, n_channels)`` (those
   used), ``residual_sq`` ``||R_t||^2``, ``grad_sq`` ``||J^T Lambda R||^2`` (the gradient
   of the paper's ``G(theta; theta_t) = 1/2 ||R||^2_Lambda``), ``eigenvalues`` of
-  ``K(theta_t)`` and ``exact_weights`` (every step with exact weights; with sketch
-  weights every ``track_exact``-th step if ``track_exact > 0``, NaN in between),
+  ``K(theta_t)`` and ``exact_weights`` every ``track_exact``-th step, NaN in between
+  (``None``: every step with exact weights, never with sketch weights; ``0``: never, so
+  that a timed exact step is Algorithm 1 alone, without an eigendecomposition),
   ``params`` (final), ``names``.
   """
   if weights not in ("exact", "sketch"):
     raise ValueError(f"weights must be 'exact' or 'sketch', got {weights!r}.")
   if not (np.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
-  if int(steps) != steps or steps < 1:
-    raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+  steps = _checks.integer(steps, "steps")
   if not 0 < alpha <= 1:
     raise ValueError(f"alpha must be in (0, 1], got {alpha!r}.")
   ids = _channel_ids(sizes)
@@ -170,9 +171,10 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
     raise ValueError(f"residuals(params) must have shape ({n},) = sum of sizes, got "
                      f"{jax.eval_shape(residuals, params).shape}.")
   key = jax.random.PRNGKey(0) if key is None else key
-  if int(track_exact) != track_exact or track_exact < 0:
-    raise ValueError(f"track_exact must be a non-negative integer, got {track_exact!r}.")
-  every = 1 if weights == "exact" else int(track_exact)
+  if track_exact is None:
+    every = 1 if weights == "exact" else 0
+  else:
+    every = _checks.integer(track_exact, "track_exact", 0)
   run = _compiled_run(residuals, tuple(int(v) for v in sizes.values()), weights, float(alpha),
                       float(dt), float(learning_rate), every)
   init_key, run_key = jax.random.split(key)
@@ -180,8 +182,8 @@ def adaptive_training(residuals: Callable, params, sizes: Dict[str, int], learni
     K0, _ = sketch_ntk(residuals, params, init_key, dt, init_samples)
   else:
     K0 = jnp.zeros((n, n))
-  (final, _), history = run(params, K0, (jax.random.split(run_key, int(steps)),
-                                         jnp.arange(int(steps))))
+  (final, _), history = run(params, K0, (jax.random.split(run_key, steps),
+                                         jnp.arange(steps)))
   out = {k: np.asarray(v) for k, v in history.items()}
   bad = np.argwhere(~np.isfinite(out["weights"]))
   if bad.size:

@@ -89,6 +89,16 @@ def test_adaptive_training_exact_weights_first_step():
   np.testing.assert_allclose(out["residual_sq"][1], np.sum(np.asarray(residuals(theta1)) ** 2),
                              rtol=1e-12)
   assert out["grad_sq"][0] == pytest.approx(np.sum((J.T @ (lam * r0)) ** 2), rel=1e-12)
+  # Without tracking (how NTKW-5 times a step) the same iterates and no eigendecomposition;
+  # every second step: the eigenvalues at even steps, NaN at odd ones.
+  bare = sketch.adaptive_training(residuals, THETA, SIZES, learning_rate=1e-3, steps=2,
+                                  track_exact=0)
+  assert "eigenvalues" not in bare
+  np.testing.assert_array_equal(bare["residual_sq"], out["residual_sq"])
+  every2 = sketch.adaptive_training(residuals, THETA, SIZES, learning_rate=1e-3, steps=2,
+                                    track_exact=2)
+  np.testing.assert_array_equal(every2["eigenvalues"][0], out["eigenvalues"][0])
+  assert np.all(np.isnan(every2["eigenvalues"][1]))
 
 
 def test_moving_average_weights_track_exact_ones():
