@@ -220,27 +220,43 @@ def test_gradient_descent_nonlinear_lazy_and_relinearised_part_after_one_step():
     nonlinear.gradient_descent(k, channels, targets, [0.5], c, x_test)
 
 
-def test_newton_step_solves_the_newton_equation_of_the_penalty_objective():
+# Interior operators with F, dF/dp and d^2F/dp^2 by hand, p = the measurement columns.
+NEWTON_CASES = {
+    "-u_xx + u**3": (lambda p: -p[1] + p[0] ** 3,
+                     lambda p: [3 * p[0] ** 2, -np.ones_like(p[0])],
+                     lambda p: {(0, 0): 6 * p[0]}),
+    "u_xx + u*u_x": (lambda p: p[2] + p[0] * p[1],                    # off-diagonal Hessian
+                     lambda p: [p[1], p[0], np.ones_like(p[0])],
+                     lambda p: {(0, 1): np.ones_like(p[0]), (1, 0): np.ones_like(p[0])}),
+}
+
+
+@pytest.mark.parametrize("text", NEWTON_CASES)
+def test_newton_step_solves_the_newton_equation_of_the_penalty_objective(text):
   """Eq. (2) of ntkpde.nonlinear (Woodbury, sparse Hessian) against the dense Newton equation
   ``(Theta^{-1} + H + M^T R^{-1} M) (z+ - z) = -(Theta^{-1} z + M^T R^{-1} (F(z) - f))``
   with ``Theta^{-1}`` inverted explicitly and ``M``, ``H = -sum_i gamma_i d^2F_i`` written
-  by hand for ``F = -u_xx + u^3`` (interior) and ``F = u`` (boundary)."""
+  by hand (interior ``F`` from NEWTON_CASES, boundary ``F = u``), at random ``z, gamma``."""
+  value, gradient, hessian_blocks = NEWTON_CASES[text]
   channels, targets = _cubic_problem()
+  channels[0] = ("interior", parse_nonlinear(text, "x"), channels[0][2])
   equations = nonlinear._check_equations(channels, targets)
   measures, index = nonlinear._measurements(equations)
-  assert [c.name for c in measures] == ["interior:(0,)", "interior:(2,)", "boundary:(0,)"]
+  m = len(equations[0][1].multi_indices)
+  assert [c.name for c in measures][-1] == "boundary:(0,)" and len(measures) == m + 1
   theta = np.asarray(ntkpde.gram(nonlinear.gaussian_kernel(0.05), measures).matrix)
   rng = np.random.default_rng(0)
   z, gamma = rng.normal(size=len(theta)), rng.normal(size=10)
   f = np.concatenate(targets)
-  u, u_xx, u_b = z[:8], z[8:16], z[16:]
-  F = np.concatenate([-u_xx + u ** 3, u_b])
-  M = np.zeros((10, 18))
-  M[np.arange(8), np.arange(8)] = 3 * u ** 2
-  M[np.arange(8), 8 + np.arange(8)] = -1.0
-  M[8:, 16:] = np.eye(2)
-  H = np.zeros((18, 18))
-  H[np.arange(8), np.arange(8)] = -gamma[:8] * 6 * u
+  p = [z[8 * k:8 * k + 8] for k in range(m)]          # interior measurements, in order
+  F = np.concatenate([value(p), z[8 * m:]])
+  M = np.zeros((10, len(z)))
+  for k, g in enumerate(gradient(p)):
+    M[np.arange(8), 8 * k + np.arange(8)] = g
+  M[8:, 8 * m:] = np.eye(2)
+  H = np.zeros((len(z), len(z)))
+  for (a, b), h in hessian_blocks(p).items():
+    H[8 * a + np.arange(8), 8 * b + np.arange(8)] = -gamma[:8] * h
   R = 1e-2 * np.ones(10)
   inverse = np.linalg.inv(theta)
   hessian = inverse + H + M.T @ (M / R[:, None])
