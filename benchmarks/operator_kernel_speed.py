@@ -34,7 +34,16 @@ included), StableHLO lines of the compiled body, steady state against the plain 
 loop body counted once per pair). ``--fused`` compares ``Lap_x Lap_x'`` of the
 one-layer erf NTK against a fused (SymPy-derived, CSE'd, jitted) closed form.
 
+``--emitters`` compares, per case of ``--orders``, the Taylor engine compiled with XLA's
+default CPU fusion emitters and with the older ones (``_compat.older_fusion_emitters``):
+first call and steady state of each, in one process (fresh compilations, interleaved
+steady-state medians), the count that decides between them (the largest straight-line
+region's full-size jet products, ``taylor_engine.CompiledCore.largest``) and the choice
+``operator_kernel`` makes.
+
   .venv/bin/python benchmarks/operator_kernel_speed.py --orders --n 256 --json /tmp/orders.json
+  .venv/bin/python benchmarks/operator_kernel_speed.py --emitters --depths 2 3 \
+      --pairs "biharmonic x biharmonic" --n 256
   .venv/bin/python benchmarks/operator_kernel_speed.py --fused --sizes 256 1024
 """
 import argparse
@@ -162,7 +171,7 @@ def engine_program(kernel_fn, T, S, n, d):
   core = te.compiled_core(kernel_fn.structure, kernel_fn.input_map, f1.directions,
                           f2.directions, (T.order, S.order), "ntk")
   x = jnp.zeros((n, d))
-  lowered = core.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
+  lowered = core.jitted.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
   cost = lowered.compile().cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   pairs = len(f1.directions) * len(f2.directions)
@@ -192,6 +201,59 @@ def orders_table(activations, depths, pairs, n, repeats, json_path, report):
                "ns_per_flop": 1e9 * timings["op"][1] / (flops * n * n) if flops else None}
         print(json.dumps(row), flush=True)
         report["orders"].append(row)
+        if json_path:
+          reporting.write_json_atomic(json_path, report)
+
+
+def _with_threshold(op, minimum):
+  """``op`` compiling (on its first call per shape) with ``OLDER_EMITTERS_MIN_PRODUCTS``
+  set to ``minimum``: 0 forces the older fusion emitters, infinity the default ones."""
+  from ntkpde import taylor_engine
+
+  def call(a, b):
+    saved = taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS
+    taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS = minimum
+    try:
+      return op(a, b)
+    finally:
+      taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS = saved
+  return call
+
+
+def emitters_table(activations, depths, pairs, n, repeats, json_path, report):
+  """Rows of the ``--emitters`` table (module docstring)."""
+  from ntkpde import taylor_engine
+  threshold = taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS
+  for activation in activations:
+    for depth in depths:
+      net = ntkpde.mlp(depth, activation=activation)
+      plain = jax.jit(lambda a, b, k=net.kernel_fn: k(a, b, "ntk"))
+      for name in pairs:
+        t_text, s_text, coords = ORDER_PAIRS[name]
+        T, S = (ntkpde.operators.parse(t, coords) for t in (t_text, s_text))
+        x = np.random.default_rng(0).uniform(-1.0, 1.0, (n, len(coords)))
+        f1, f2 = (taylor_engine.directional_form(op) for op in (T, S))
+        ops, cores = {}, {}
+        for label, minimum in (("default", float("inf")), ("older", 0)):
+          taylor_engine.compiled_core.cache_clear()
+          op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
+          cores[label] = taylor_engine.compiled_core(
+              net.kernel_fn.structure, net.kernel_fn.input_map, f1.directions, f2.directions,
+              (T.order, S.order), "ntk")
+          ops[label] = _with_threshold(op, minimum)
+        taylor_engine.compiled_core.cache_clear()
+        timings = timed_interleaved({"plain": (plain, repeats), **{k: (op, repeats)
+                                     for k, op in ops.items()}}, (x, x), repeats)
+        largest = cores["default"].largest
+        row = {"activation": activation, "depth": depth, "pair": name,
+               "order": T.order + S.order, "n": n, "plain_s": timings["plain"][1],
+               "largest_region_products": largest, "engine_takes":
+               "older" if largest >= threshold else "default",
+               "rel_diff": rel_diff(timings["older"][3], timings["default"][3])}
+        for label in ops:
+          row[f"{label}_first_s"], row[f"{label}_steady_s"] = timings[label][:2]
+        print(json.dumps(row), flush=True)
+        report["emitters"].append(row)
         if json_path:
           reporting.write_json_atomic(json_path, report)
 
@@ -285,17 +347,22 @@ def main(argv=None):
   parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 4])
   parser.add_argument("--pairs", nargs="+", default=list(ORDER_PAIRS), choices=list(ORDER_PAIRS))
   parser.add_argument("--n", type=int, default=256, help="points per side for --orders")
+  parser.add_argument("--emitters", action="store_true",
+                      help="the Taylor engine with XLA's default and older CPU fusion emitters")
   parser.add_argument("--fused", action="store_true",
                       help="Lap x Lap, one-layer erf: Taylor engine vs fused SymPy closed form")
   args = parser.parse_args(argv)
-  if args.orders or args.fused:
-    report = {"machine": machine(), "orders": [], "fused": []}
+  if args.orders or args.fused or args.emitters:
+    report = {"machine": machine(), "orders": [], "fused": [], "emitters": []}
     print(json.dumps(report["machine"]), flush=True)
     if args.fused:
       fused_table(GPU_SIZES if args.gpu_sizes else args.sizes, args.repeats, args.json, report)
     if args.orders:
       orders_table(args.activations, args.depths, args.pairs, args.n, args.repeats, args.json,
                    report)
+    if args.emitters:
+      emitters_table(args.activations, args.depths, args.pairs, args.n, args.repeats, args.json,
+                     report)
     return 0
   if args.child_large:
     large_run(args.child_large, args.tile)

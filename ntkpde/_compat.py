@@ -45,11 +45,13 @@ both forms); the accepted range now starts at 0.4.31, whose ``lax.map`` takes th
 (TensorFlow) is not.
 """
 import contextlib
+import functools
 import importlib
 import inspect
 import math
 import sys
 import types
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -192,6 +194,38 @@ def in_place_loop_jit_kwargs() -> dict:
   if jax.default_backend() != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters:
     return {}
   return {"compiler_options": {"xla_cpu_copy_insertion_use_region_analysis": True}}
+
+
+@functools.lru_cache(maxsize=1)
+def older_fusion_emitters() -> Optional[dict]:
+  """``compiler_options`` selecting XLA's older CPU fusion emitters
+  (``xla_cpu_use_fusion_emitters=False``) for ``Lowered.compile``, or ``None`` off the CPU
+  and where this XLA does not know the option (probed once on a one-operation program).
+
+  The default emitters compile one elementwise fusion of a few thousand operations
+  super-linearly (the Taylor engine's high-order cores, ntkpde.taylor_engine), and at total
+  order 6 under nested ``jvp`` their code runs about 3x slower than the older emitters';
+  on smaller programs they are faster (docs/benchmarks.md, "XLA's fusion emitters")."""
+  if jax.default_backend() != "cpu":
+    return None
+  options = {"xla_cpu_use_fusion_emitters": False}
+  try:
+    jax.jit(lambda x: x + 1.0).lower(np.zeros(2)).compile(options)
+  except Exception:  # noqa: BLE001 - XLA raises its own error types for unknown options
+    return None
+  return options
+
+
+def is_tracer(x) -> bool:
+  """Whether ``x`` is an abstract value of a transformation being traced (``jax.core.Tracer``)."""
+  return isinstance(x, jax.core.Tracer)
+
+
+def jit(fn, compiler_options: Optional[dict] = None):
+  """``jax.jit(fn)`` compiled with ``compiler_options`` where ``jax.jit`` takes them."""
+  if compiler_options and "compiler_options" in inspect.signature(jax.jit).parameters:
+    return jax.jit(fn, compiler_options=compiler_options)
+  return jax.jit(fn)
 
 
 def _get_flops(f, optimize: bool, *args, **kwargs) -> float:

@@ -16,13 +16,67 @@ a smooth univariate ``g`` of a jet ``a = a_00 + a~`` is
 :func:`power`, :func:`exp` and :func:`asin_and_derivative` act on jets and on plain
 arrays alike, so one kernel recursion written with them serves both the plain kernel
 and its Taylor expansion.
+
+:func:`counting` counts, while a program is traced, the coefficient products of full
+``(n1, n2)`` size per straight-line region (:func:`loop_body` opens a new one): the size
+of the elementwise fusions XLA will have to compile.
 """
+import contextlib
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
 
 Key = Tuple[int, int]
+
+
+class ProductCount:
+  """Full-size coefficient products traced, per straight-line region (``regions[0]``: the
+  program outside loop bodies)."""
+
+  def __init__(self):
+    self.regions: List[int] = [0]
+    self.current = 0
+
+  @property
+  def largest(self) -> int:
+    return max(self.regions)
+
+
+_COUNTS: List[ProductCount] = []
+
+
+@contextlib.contextmanager
+def counting():
+  """Count the full-size products of the jets traced inside (:class:`ProductCount`)."""
+  count = ProductCount()
+  _COUNTS.append(count)
+  try:
+    yield count
+  finally:
+    _COUNTS.pop()
+
+
+@contextlib.contextmanager
+def loop_body():
+  """Products traced inside belong to a region of their own (a loop body that XLA keeps)."""
+  if not _COUNTS:
+    yield
+    return
+  count = _COUNTS[-1]
+  outer = count.current
+  count.regions.append(0)
+  count.current = len(count.regions) - 1
+  try:
+    yield
+  finally:
+    count.current = outer
+
+
+def _count(products):
+  if _COUNTS:
+    count = _COUNTS[-1]
+    count.regions[count.current] += sum(1 for c in products if jnp.ndim(c) == 2 and 1 not in jnp.shape(c))
 
 
 class Jet:
@@ -67,11 +121,14 @@ class Jet:
       return Jet({k: v * other for k, v in self.coeffs.items()}, self.order)
     a_max, b_max = self.order
     out: Dict[Key, jnp.ndarray] = {}
+    products = []
     for (k1, l1), a in self.coeffs.items():
       for (k2, l2), b in other.coeffs.items():
         key = (k1 + k2, l1 + l2)
         if key[0] <= a_max and key[1] <= b_max:
-          out[key] = out[key] + a * b if key in out else a * b
+          products.append(a * b)
+          out[key] = out[key] + products[-1] if key in out else products[-1]
+    _count(products)
     return Jet(out, self.order)
 
   __rmul__ = __mul__
@@ -90,16 +147,26 @@ class Jet:
     return power(self, float(exponent))
 
 
-def _compose(a: Jet, derivatives: Sequence) -> Jet:
-  """``g(a)`` from ``derivatives[j] = g^(j)(a_00)``, ``j = 0 .. A + B``."""
+def _powers(a: Jet, n: int):
+  """``[a~, a~^2, .., a~^n]`` with ``a~ = a - a_00``, stopping where the powers vanish
+  (``a~^j`` has no terms of total degree below ``j``)."""
   rest = Jet({k: v for k, v in a.coeffs.items() if k != (0, 0)}, a.order)
-  out = Jet({(0, 0): derivatives[0]}, a.order)
+  out = []
   term = rest
-  for j in range(1, len(derivatives)):
-    if not term.coeffs:
-      break
-    out = out + term * (derivatives[j] / math.factorial(j))
+  while len(out) < n and term.coeffs:
+    out.append(term)
     term = term * rest
+  return out
+
+
+def _compose(a: Jet, derivatives: Sequence, powers=None) -> Jet:
+  """``g(a)`` from ``derivatives[j] = g^(j)(a_00)``, ``j = 0 .. A + B`` (``powers``: the
+  :func:`_powers` of ``a`` when the caller shares them between several functions)."""
+  if powers is None:
+    powers = _powers(a, len(derivatives) - 1)
+  out = Jet({(0, 0): derivatives[0]}, a.order)
+  for j, term in enumerate(powers[:len(derivatives) - 1], 1):
+    out = out + term * (derivatives[j] / math.factorial(j))
   return out
 
 
@@ -148,7 +215,8 @@ def asin_and_derivative(a) -> Tuple:
   for j in range(1, n):
     g.append(((2 * j + 1) * u * g[j] + j * j * g[j - 1]) * inv)
   asin = [jnp.arcsin(u)] + g[:n]
-  return _compose(a, asin), _compose(a, g[:n + 1])
+  powers = _powers(a, n)
+  return _compose(a, asin, powers), _compose(a, g[:n + 1], powers)
 
 
 def row(coefficients: Sequence[Optional[jnp.ndarray]], order: Tuple[int, int]) -> Jet:

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntkpde import smoothness, taylor_engine
+from ntkpde import _compat, smoothness, taylor_engine
 from ntkpde.operators import LinearOperator, differentiate
 
 LOG = logging.getLogger("ntkpde")
@@ -56,8 +56,10 @@ DEVICE_MEMORY_FRACTION = 0.25  # of a device's free memory, for the tiles in fli
 MAX_TILE = 8192
 NESTED_MAX_ORDER = 4    # the highest total order routed to nested jvp for known structures
 # Nested forward mode grows the compiled program about 3-4x per derivative order: first
-# calls of a depth-2 erf MLP kernel in 1-D (2 CPU cores) took 4 s at total order 4, 9 s at
-# 5, 32-40 s at 6 and over 4 minutes at 8 (biharmonic on both sides).
+# calls of a depth-2 erf MLP kernel (2 CPU cores) took 4 s at total order 4, 9 s at 5,
+# 32-40 s at 6 and over 4 minutes at 8 (biharmonic on both sides) with XLA's default
+# fusion emitters; from this order on the older ones are used: u_xxx x u_xxx 7 s (13 s with
+# the default emitters), biharmonic x biharmonic 201 s (idle, 2026-12-07).
 SLOW_COMPILE_ORDER = 6
 # Above this total order (T.order + S.order) work is refused unless forced: nested jvp at
 # order 8 already produced a 190k-line program that did not compile in 375 s / 9.4 GB.
@@ -126,10 +128,13 @@ def _kernel(kernel_fn: Callable, get: str) -> Callable:
 def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: str) -> Callable:
   if t.order + s.order >= SLOW_COMPILE_ORDER:
     warnings.warn(f"T_x S_x' K with T = {t}, S = {s} differentiates the kernel to total order "
-                  f"{t.order + s.order}: compiling it takes from half a minute (order 6) to "
-                  f"several minutes (order 8) on a CPU, once per operator pair and input shape.",
+                  f"{t.order + s.order}: compiling it takes from several seconds (order 6) to "
+                  f"minutes (order 8) on a CPU, once per operator pair and input shape.",
                   stacklevel=3)
-  return jax.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0))
+  # From order 6 on, XLA's older CPU fusion emitters compile this program faster and run it
+  # about 3x faster (depth-2 erf u_xxx x u_xxx: 7 s and 25x plain against 13 s and 108x).
+  options = _compat.older_fusion_emitters() if t.order + s.order >= SLOW_COMPILE_ORDER else None
+  return _compat.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0), options)
 
 
 def route(kernel_fn, T: LinearOperator, S: LinearOperator) -> str:
@@ -165,14 +170,16 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
 
 
 def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
-  """A line before compilations measured to take over ~5 s on a 2-core CPU
-  (docs/benchmarks.md): total order 8 at depth >= 2 (8-18 s for erf), gelu from order 6
-  (8 s at order 6, ~2 minutes for biharmonic x biharmonic at depth 2)."""
-  total = T.order + S.order
-  if (total >= 8 and structure.depth >= 2) or (structure.activation == "gelu" and total >= 6):
+  """A line before compilations measured to take over ~5 s on an idle 2-core CPU
+  (docs/benchmarks.md, "XLA's fusion emitters"): total order >= 7 at depth >= 3 (6-10 s),
+  and for gelu order >= 7 from depth 2 (6.5-16 s) and order >= 5 at depth >= 4 (8 s)."""
+  total, depth = T.order + S.order, structure.depth
+  gelu = structure.activation == "gelu"
+  if (total >= 7 and depth >= 3) or (gelu and ((total >= 7 and depth >= 2)
+                                                or (total >= 5 and depth >= 4))):
     warnings.warn(f"T_x S_x' K with T = {T}, S = {S} (total order {total}, "
-                  f"{structure.activation}, depth {structure.depth}): the first call compiles "
-                  f"for ten seconds to a few minutes on a CPU, once per input shape.",
+                  f"{structure.activation}, depth {depth}): the first call compiles "
+                  f"for 5-20 s on a CPU, once per input shape.",
                   stacklevel=3)
 
 

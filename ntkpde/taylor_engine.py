@@ -23,6 +23,7 @@ jets of ``p``, ``q``, ``r`` through ``F``. The compiled program grows like
 ``(A + 1)^2 (B + 1)^2`` in the orders (the cost of one jet product), not exponentially;
 direction pairs run in a loop of one compiled body.
 """
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -36,7 +37,7 @@ import numpy as np
 import sympy
 from jax.experimental.jet import jet as jax_jet
 
-from ntkpde import jets
+from ntkpde import _compat, jets
 from ntkpde.jets import Jet
 
 SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
@@ -47,6 +48,15 @@ SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.
 # no faster; at order 8 (biharmonic) unrolling compiled 4x longer (130 s vs 33 s) and ran
 # 1.6x slower.
 LAYER_LOOP_MIN_ORDER = 7
+# A core whose largest straight-line region (outside kept loop bodies) has at least this many
+# full-size coefficient products (jets.counting) is compiled with XLA's older CPU fusion
+# emitters (_compat.older_fusion_emitters): the default emitters compile one fusion of that
+# size super-linearly. Measured (N = 256, idle 2-core CPU, first call default -> older;
+# docs/benchmarks.md, "XLA's fusion emitters"): 1,770 products (erf depth 4, u_xxx x u_xxx)
+# 8.0 s -> 2.5 s, 2,112 (erf depth 2, biharmonic) 8.4 s -> 3.1 s, 2,505 (gelu depth 3,
+# Lap x u_xxx) 15.3 s -> 4.7 s, 6,158 (gelu depth 2, biharmonic) 85 s -> 9.2 s; below about
+# 1,700 products both compile in under 3.5 s and the default emitters run 1.4-4x faster.
+OLDER_EMITTERS_MIN_PRODUCTS = 1750
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +206,9 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
     def layer(_, carry):
       values = [None if c is None else Jet(c, order) for c in carry]
       return _canonical(act(*_dense(s, *values, s.width)), shapes)
-    carry = jax.lax.fori_loop(1, s.depth, layer, _canonical((nngp, cov1, cov2, ntk), shapes))
+    # XLA keeps the loop from two trips on; one trip is inlined into the program around it.
+    with jets.loop_body() if s.depth > 2 else contextlib.nullcontext():
+      carry = jax.lax.fori_loop(1, s.depth, layer, _canonical((nngp, cov1, cov2, ntk), shapes))
     nngp, cov1, cov2, ntk = [None if c is None else Jet(c, order) for c in carry]
   else:
     for _ in range(1, s.depth):
@@ -362,8 +374,35 @@ def _pair_jet(s, input_map, get, x1, x2, u, v, order):
   return kernel(s, p, q, r, f1[0].shape[-1], get)
 
 
+class CompiledCore:
+  """A jitted core compiled once per input shapes and device, with XLA's older CPU fusion
+  emitters when its traced program has a straight-line region of at least
+  :data:`OLDER_EMITTERS_MIN_PRODUCTS` full-size products (``.largest``: that count for the
+  last program compiled). Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is
+  the plain jitted function, compiled by the enclosing transformation."""
+
+  def __init__(self, fn: Callable):
+    self.jitted = jax.jit(fn)
+    self.largest = None
+    self._compiled = {}
+
+  def __call__(self, *args):
+    if any(_compat.is_tracer(a) for a in args):
+      return self.jitted(*args)  # inside an enclosing transformation, which compiles
+    key = (tuple(jnp.shape(a) for a in args), args[0].dtype, frozenset(args[0].devices()))
+    compiled = self._compiled.get(key)
+    if compiled is None:
+      with jets.counting() as count:
+        lowered = self.jitted.lower(*args)
+      self.largest = count.largest
+      older = count.largest >= OLDER_EMITTERS_MIN_PRODUCTS
+      compiled = lowered.compile(_compat.older_fusion_emitters() if older else None)
+      self._compiled[key] = compiled
+    return compiled(*args)
+
+
 @functools.lru_cache(maxsize=256)
-def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, order, get) -> Callable:
+def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, order, get) -> CompiledCore:
   """``(x1, x2, omega1, omega2) -> sum over direction pairs``, jitted once per
   ``(structure, input map, directions, orders, get)``: operators with the same
   directions share it whatever their coefficients."""
@@ -387,7 +426,7 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, order, get) -> Calla
       iu, iv = i // n_v, i % n_v
       return acc + one(x1, x2, om1[iu], om2[iv], jnp.asarray(u_all)[iu], jnp.asarray(v_all)[iv])
     return jax.lax.fori_loop(0, pairs, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
-  return jax.jit(core)
+  return CompiledCore(core)
 
 
 def operator_kernel_fn(s: MlpStructure, input_map, T, S, get: str) -> Callable:

@@ -12,13 +12,15 @@
   error bound (theory/finite_differences.py): ``D^8 K = D^4_FD (D^4 K)``.
 """
 import logging
+import warnings
 
+import jax
 import numpy as np
 import pytest
 import sympy
 
 import ntkpde
-from ntkpde import operator_kernels, taylor_engine
+from ntkpde import _compat, operator_kernels, taylor_engine
 from ntkpde.input_maps import box_normalization, fourier_features, periodic_embedding
 from ntkpde.operators import identity, parse
 from theory.finite_differences import richardson_check
@@ -142,6 +144,40 @@ def test_order_8_matches_finite_differences_of_order_4(T, low, dim):
   assert np.all(np.abs(got - fd) <= bound), np.max(np.abs(got - fd) / bound)
 
 
+def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
+  """A core whose traced program has a straight-line region of at least
+  ``OLDER_EMITTERS_MIN_PRODUCTS`` full-size jet products (depth-2 beam: the one-trip layer
+  loop is inlined) compiles with XLA's older CPU fusion emitters, a smaller one (depth 1)
+  with the default ones; the values equal those of the default emitters to rounding."""
+  if jax.default_backend() == "cpu":
+    assert _compat.older_fusion_emitters() == {"xla_cpu_use_fusion_emitters": False}
+  calls = []
+  real = _compat.older_fusion_emitters
+  monkeypatch.setattr(_compat, "older_fusion_emitters", lambda: calls.append(1) or real())
+  x1 = np.random.default_rng(8).uniform(-1, 1, (5, 1))
+  x2 = x1[:4] * 0.5
+  form = taylor_engine.directional_form(BEAM)
+
+  def beam_kernel(depth):
+    net = ntkpde.mlp(depth, activation="erf", W_std=1.3)  # a structure no other test compiles
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", UserWarning)  # a slow-compilation notice, if any
+      values = np.asarray(ntkpde.operator_kernel(net.kernel_fn, BEAM, BEAM, method="taylor")(x1, x2))
+    core = taylor_engine.compiled_core(net.kernel_fn.structure, None, form.directions,
+                                       form.directions, (4, 4), "ntk")
+    return values, core.largest
+
+  _, small = beam_kernel(1)
+  assert small < taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS and not calls
+  older, large = beam_kernel(2)
+  assert large >= taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS and calls
+  monkeypatch.setattr(taylor_engine, "OLDER_EMITTERS_MIN_PRODUCTS", float("inf"))
+  taylor_engine.compiled_core.cache_clear()
+  default, _ = beam_kernel(2)
+  taylor_engine.compiled_core.cache_clear()
+  assert max_rel(older, default) < RTOL_PLAIN
+
+
 def test_generic_kernel_takes_the_nested_route_and_logs(caplog, points):
   stax = ntkpde.architectures.stax
   net = ntkpde.network(*stax.serial(stax.Dense(8, 1.5, 0.1), stax.Erf(), stax.Dense(1, 1.5, 0.1)))
@@ -200,12 +236,15 @@ def test_compilation_cache_setting(tmp_path):
 
 
 def test_slow_taylor_compilations_warn_before_they_start():
-  with pytest.warns(UserWarning, match="total order 8, erf, depth 2.*compiles"):
-    ntkpde.operator_kernel(ntkpde.mlp(2).kernel_fn, BEAM)  # nothing compiled here
-  import warnings
+  """Nothing is compiled here: the notice comes when the kernel function is built."""
+  with pytest.warns(UserWarning, match="total order 8, erf, depth 3.*compiles"):
+    ntkpde.operator_kernel(ntkpde.mlp(3).kernel_fn, BEAM)
+  with pytest.warns(UserWarning, match="total order 8, gelu, depth 2.*compiles"):
+    ntkpde.operator_kernel(ntkpde.mlp(2, activation="gelu").kernel_fn, BEAM)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    ntkpde.operator_kernel(ntkpde.mlp(1).kernel_fn, BEAM)
+    ntkpde.operator_kernel(ntkpde.mlp(2).kernel_fn, BEAM)  # about 3 s since 2026-12-07
+    ntkpde.operator_kernel(ntkpde.mlp(1, activation="gelu").kernel_fn, BEAM)
 
 
 def test_gpu_benchmark_smoke_run(tmp_path):
