@@ -23,7 +23,6 @@ jets of ``p``, ``q``, ``r`` through ``F``. The compiled program grows like
 ``(A + 1)^2 (B + 1)^2`` in the orders (the cost of one jet product), not exponentially;
 direction pairs run in a loop of one compiled body.
 """
-import contextlib
 import dataclasses
 import functools
 import itertools
@@ -42,12 +41,15 @@ from ntkpde.jets import Jet
 
 SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
 SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.5, 1/2.40.., 0.5)
-# Jets of total order A + B >= this run layers 2 .. depth in a loop of one compiled layer;
-# lower orders unroll them. Measured (erf, depth 3, 2 shared cores): the loop made Lap x Lap
-# 4x and u_xxx x u_xxx 7x slower in steady state (the loop body fuses worse) and compiled
-# no faster; at order 8 (biharmonic) unrolling compiled 4x longer (130 s vs 33 s) and ran
-# 1.6x slower.
+# Jets of total order A + B >= LAYER_LOOP_MIN_ORDER at depth >= LAYER_LOOP_MIN_DEPTH run layers
+# 2 .. depth in a loop of one compiled layer; otherwise the layers are unrolled. Measured
+# (2-core CPU, N = 256, order 8, emitters chosen as below; docs/benchmarks.md, "XLA's fusion
+# emitters"): unrolled, depth 3 compiled as fast or faster than the loop and ran 1.1-7x faster
+# (erf biharmonic 5.5 s / 0.89 s per call against 10.1 s / 1.69 s); at depth 4 gelu took 31 s
+# to a first call unrolled against 11-16 s with the loop, and sin 10.5-11.3 s against 8.0 s.
+# Below order 7 the loop body fuses worse (Lap x Lap at depth 3: 16x plain against 3.9x).
 LAYER_LOOP_MIN_ORDER = 7
+LAYER_LOOP_MIN_DEPTH = 4
 # A core whose largest straight-line region (outside kept loop bodies) has at least this many
 # full-size coefficient products (jets.counting) is compiled with XLA's older CPU fusion
 # emitters (_compat.older_fusion_emitters): the default emitters compile one fusion of that
@@ -56,6 +58,7 @@ LAYER_LOOP_MIN_ORDER = 7
 # 8.0 s -> 2.5 s, 2,112 (erf depth 2, biharmonic) 8.4 s -> 3.1 s, 2,505 (gelu depth 3,
 # Lap x u_xxx) 15.3 s -> 4.7 s, 6,158 (gelu depth 2, biharmonic) 85 s -> 9.2 s; below about
 # 1,700 products both compile in under 3.5 s and the default emitters run 1.4-4x faster.
+# A loop body XLA keeps is a region of its own (jets.loop_body).
 OLDER_EMITTERS_MIN_PRODUCTS = 1750
 
 
@@ -190,14 +193,16 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
   feature dot products (arrays or :class:`ntkpde.jets.Jet`); ``features`` is the
   input dimension the first Dense layer sees (covariances are ``x.x' / features``).
 
-  On jets of total order >= :data:`LAYER_LOOP_MIN_ORDER`, layers 2 .. depth run as a
-  ``lax.fori_loop`` over one compiled layer (their inputs have the same structure), so
-  the program does not grow with depth; lower orders unroll them (faster there)."""
+  On jets of total order >= :data:`LAYER_LOOP_MIN_ORDER` at depth >=
+  :data:`LAYER_LOOP_MIN_DEPTH`, layers 2 .. depth run as a ``lax.fori_loop`` over one
+  compiled layer (their inputs have the same structure), so the program does not grow with
+  depth; otherwise the layers are unrolled (faster to run, and to compile up to depth 3)."""
   act = _activation(s)
   nngp, cov1, cov2 = p * (1.0 / features), q * (1.0 / features), r * (1.0 / features)
   ntk = 0.0 if get == "ntk" else None
   nngp, cov1, cov2, ntk = act(*_dense(s, nngp, cov1, cov2, ntk, features))
-  if isinstance(nngp, Jet) and s.depth > 1 and sum(nngp.order) >= LAYER_LOOP_MIN_ORDER:
+  if (isinstance(nngp, Jet) and s.depth >= LAYER_LOOP_MIN_DEPTH
+      and sum(nngp.order) >= LAYER_LOOP_MIN_ORDER):
     order = nngp.order
     n1 = max(jnp.shape(c)[0] if jnp.ndim(c) else 1 for c in q.coeffs.values())
     n2 = max(jnp.shape(c)[1] if jnp.ndim(c) == 2 else 1 for c in r.coeffs.values())
@@ -206,8 +211,7 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
     def layer(_, carry):
       values = [None if c is None else Jet(c, order) for c in carry]
       return _canonical(act(*_dense(s, *values, s.width)), shapes)
-    # XLA keeps the loop from two trips on; one trip is inlined into the program around it.
-    with jets.loop_body() if s.depth > 2 else contextlib.nullcontext():
+    with jets.loop_body():
       carry = jax.lax.fori_loop(1, s.depth, layer, _canonical((nngp, cov1, cov2, ntk), shapes))
     nngp, cov1, cov2, ntk = [None if c is None else Jet(c, order) for c in carry]
   else:

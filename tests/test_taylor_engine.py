@@ -144,6 +144,28 @@ def test_order_8_matches_finite_differences_of_order_4(T, low, dim):
   assert np.all(np.abs(got - fd) <= bound), np.max(np.abs(got - fd) / bound)
 
 
+def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
+  """At order >= 7 and depth >= ``LAYER_LOOP_MIN_DEPTH`` layers 2 .. depth run in a
+  ``fori_loop`` over one layer (loop carries with every coefficient broadcast); the same
+  kernel with the layers unrolled agrees to rounding. (Finite differences cannot check
+  order 8 at depth 4: Richardson's bound is 2% of the kernel there.)"""
+  net = ntkpde.mlp(taylor_engine.LAYER_LOOP_MIN_DEPTH, activation="erf", W_std=1.2)
+  x1 = np.random.default_rng(9).uniform(-1, 1, (4, 1))
+  x2 = x1[:3] * 0.7
+
+  def beam():
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", UserWarning)  # the slow-compilation notice
+      return np.asarray(ntkpde.operator_kernel(net.kernel_fn, BEAM, BEAM, method="taylor")(x1, x2))
+  taylor_engine.compiled_core.cache_clear()
+  loop = beam()
+  monkeypatch.setattr(taylor_engine, "LAYER_LOOP_MIN_DEPTH", 10 ** 6)
+  taylor_engine.compiled_core.cache_clear()
+  unrolled = beam()
+  taylor_engine.compiled_core.cache_clear()
+  assert max_rel(loop, unrolled) < RTOL_PLAIN
+
+
 def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
   """A core whose traced program has a straight-line region of at least
   ``OLDER_EMITTERS_MIN_PRODUCTS`` full-size jet products (depth-2 beam: the one-trip layer
