@@ -171,7 +171,7 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
 
 def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
   """A line before compilations measured to take over ~5 s on an idle 2-core CPU
-  (docs/benchmarks.md, "XLA's fusion emitters"): total order >= 7 at depth >= 3 (6-10 s),
+  (docs/benchmarks.md, "XLA's fusion emitters"): total order >= 7 at depth >= 3 (4-10 s),
   and for gelu order >= 7 from depth 2 (6.5-16 s) and order >= 5 at depth >= 4 (8 s)."""
   total, depth = T.order + S.order, structure.depth
   gelu = structure.activation == "gelu"
