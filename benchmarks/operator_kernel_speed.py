@@ -178,8 +178,9 @@ def engine_program(kernel_fn, T, S, n, d):
   return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / n ** 2
 
 
-def orders_table(activations, depths, pairs, n, repeats, json_path, report):
-  """Rows of the ``--orders`` table (module docstring)."""
+def _cases(activations, depths, pairs, n):
+  """``(activation, depth, net, jitted plain kernel, pair name, T, S, points)`` for every
+  case of ``--orders`` / ``--emitters``."""
   for activation in activations:
     for depth in depths:
       net = ntkpde.mlp(depth, activation=activation)
@@ -188,21 +189,27 @@ def orders_table(activations, depths, pairs, n, repeats, json_path, report):
         t_text, s_text, coords = ORDER_PAIRS[name]
         T, S = (ntkpde.operators.parse(t, coords) for t in (t_text, s_text))
         x = np.random.default_rng(0).uniform(-1.0, 1.0, (n, len(coords)))
-        op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
-        timings = timed_interleaved({"plain": (plain, repeats), "op": (op, repeats)}, (x, x),
-                                    repeats)
-        lines, flops = engine_program(net.kernel_fn, T, S, n, len(coords))
-        plain_lines, plain_flops = _plain_program(plain, x)
-        row = {"activation": activation, "depth": depth, "pair": name,
-               "order": T.order + S.order, "method": op.method, "n": n,
-               "first_s": timings["op"][0], "steady_s": timings["op"][1],
-               "plain_s": timings["plain"][1], "ratio": timings["op"][1] / timings["plain"][1],
-               "hlo_lines": lines, "flops_per_entry": flops, "plain_flops_per_entry": plain_flops,
-               "ns_per_flop": 1e9 * timings["op"][1] / (flops * n * n) if flops else None}
-        print(json.dumps(row), flush=True)
-        report["orders"].append(row)
-        if json_path:
-          reporting.write_json_atomic(json_path, report)
+        yield activation, depth, net, plain, name, T, S, x
+
+
+def orders_table(activations, depths, pairs, n, repeats, json_path, report):
+  """Rows of the ``--orders`` table (module docstring)."""
+  for activation, depth, net, plain, name, T, S, x in _cases(activations, depths, pairs, n):
+    op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
+    timings = timed_interleaved({"plain": (plain, repeats), "op": (op, repeats)}, (x, x),
+                                repeats)
+    lines, flops = engine_program(net.kernel_fn, T, S, n, T.dim)
+    plain_lines, plain_flops = _plain_program(plain, x)
+    row = {"activation": activation, "depth": depth, "pair": name,
+           "order": T.order + S.order, "method": op.method, "n": n,
+           "first_s": timings["op"][0], "steady_s": timings["op"][1],
+           "plain_s": timings["plain"][1], "ratio": timings["op"][1] / timings["plain"][1],
+           "hlo_lines": lines, "flops_per_entry": flops, "plain_flops_per_entry": plain_flops,
+           "ns_per_flop": 1e9 * timings["op"][1] / (flops * n * n) if flops else None}
+    print(json.dumps(row), flush=True)
+    report["orders"].append(row)
+    if json_path:
+      reporting.write_json_atomic(json_path, report)
 
 
 def _with_threshold(op, minimum):
@@ -224,38 +231,31 @@ def emitters_table(activations, depths, pairs, n, repeats, json_path, report):
   """Rows of the ``--emitters`` table (module docstring)."""
   from ntkpde import taylor_engine
   threshold = taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS
-  for activation in activations:
-    for depth in depths:
-      net = ntkpde.mlp(depth, activation=activation)
-      plain = jax.jit(lambda a, b, k=net.kernel_fn: k(a, b, "ntk"))
-      for name in pairs:
-        t_text, s_text, coords = ORDER_PAIRS[name]
-        T, S = (ntkpde.operators.parse(t, coords) for t in (t_text, s_text))
-        x = np.random.default_rng(0).uniform(-1.0, 1.0, (n, len(coords)))
-        f1, f2 = (taylor_engine.directional_form(op) for op in (T, S))
-        ops, cores = {}, {}
-        for label, minimum in (("default", float("inf")), ("older", 0)):
-          taylor_engine.compiled_core.cache_clear()
-          op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
-          cores[label] = taylor_engine.compiled_core(
-              net.kernel_fn.structure, net.kernel_fn.input_map, f1.directions, f2.directions,
-              (T.order, S.order), "ntk")
-          ops[label] = _with_threshold(op, minimum)
-        taylor_engine.compiled_core.cache_clear()
-        timings = timed_interleaved({"plain": (plain, repeats), **{k: (op, repeats)
-                                     for k, op in ops.items()}}, (x, x), repeats)
-        largest = cores["default"].largest
-        row = {"activation": activation, "depth": depth, "pair": name,
-               "order": T.order + S.order, "n": n, "plain_s": timings["plain"][1],
-               "largest_region_products": largest, "engine_takes":
-               "older" if largest >= threshold else "default",
-               "rel_diff": rel_diff(timings["older"][3], timings["default"][3])}
-        for label in ops:
-          row[f"{label}_first_s"], row[f"{label}_steady_s"] = timings[label][:2]
-        print(json.dumps(row), flush=True)
-        report["emitters"].append(row)
-        if json_path:
-          reporting.write_json_atomic(json_path, report)
+  for activation, depth, net, plain, name, T, S, x in _cases(activations, depths, pairs, n):
+    f1, f2 = (taylor_engine.directional_form(op) for op in (T, S))
+    ops, cores = {}, {}
+    for label, minimum in (("default", float("inf")), ("older", 0)):
+      taylor_engine.compiled_core.cache_clear()
+      op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
+      cores[label] = taylor_engine.compiled_core(
+          net.kernel_fn.structure, net.kernel_fn.input_map, f1.directions, f2.directions,
+          (T.order, S.order), "ntk")
+      ops[label] = _with_threshold(op, minimum)
+    taylor_engine.compiled_core.cache_clear()
+    timings = timed_interleaved({"plain": (plain, repeats), **{k: (op, repeats)
+                                 for k, op in ops.items()}}, (x, x), repeats)
+    largest = cores["default"].largest
+    row = {"activation": activation, "depth": depth, "pair": name,
+           "order": T.order + S.order, "n": n, "plain_s": timings["plain"][1],
+           "largest_region_products": largest, "engine_takes":
+           "older" if largest >= threshold else "default",
+           "rel_diff": rel_diff(timings["older"][3], timings["default"][3])}
+    for label in ops:
+      row[f"{label}_first_s"], row[f"{label}_steady_s"] = timings[label][:2]
+    print(json.dumps(row), flush=True)
+    report["emitters"].append(row)
+    if json_path:
+      reporting.write_json_atomic(json_path, report)
 
 
 def _plain_program(plain, x):
