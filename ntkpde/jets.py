@@ -13,9 +13,9 @@ a smooth univariate ``g`` of a jet ``a = a_00 + a~`` is
 ``g^(j)(a_00)`` come from closed forms (powers, ``exp``) or a three-term recurrence
 (``arcsin``); see theory/taylor_engine.md.
 
-:func:`power`, :func:`exp` and :func:`asin_and_derivative` act on jets and on plain
-arrays alike, so one kernel recursion written with them serves both the plain kernel
-and its Taylor expansion.
+:func:`power`, :func:`exp`, :func:`exp_and_reciprocal` and :func:`asin_and_derivative`
+act on jets and on plain arrays alike, so one kernel recursion written with them serves
+both the plain kernel and its Taylor expansion.
 
 :func:`counting` counts, while a program is traced, the coefficient products of full
 ``(n1, n2)`` size per straight-line region (:func:`loop_body` opens a new one): the size
@@ -196,6 +196,18 @@ def exp(a):
     return jnp.exp(a)
   e = jnp.exp(a.constant)
   return _compose(a, [e] * (_degree(a) + 1))
+
+
+def exp_and_reciprocal(a) -> Tuple:
+  """``(exp(a), exp(-a))``, sharing the powers ``a~^j``: the ``j``-th derivatives at ``a0``
+  are ``exp(a0)`` and ``(-1)^j exp(-a0)``."""
+  if not isinstance(a, Jet):
+    return jnp.exp(a), jnp.exp(-a)
+  n = _degree(a)
+  e, inv = jnp.exp(a.constant), jnp.exp(-a.constant)
+  powers = _powers(a, n)
+  return (_compose(a, [e] * (n + 1), powers),
+          _compose(a, [inv if j % 2 == 0 else -inv for j in range(n + 1)], powers))
 
 
 def asin_and_derivative(a) -> Tuple:

@@ -54,12 +54,13 @@ LAYER_LOOP_MIN_DEPTH = 4
 # full-size coefficient products (jets.counting) is compiled with XLA's older CPU fusion
 # emitters (_compat.older_fusion_emitters): the default emitters compile one fusion of that
 # size super-linearly. Measured (N = 256, idle 2-core CPU, first call default -> older;
-# docs/benchmarks.md, "XLA's fusion emitters"): 1,770 products (erf depth 4, u_xxx x u_xxx)
-# 8.0 s -> 2.5 s, 2,112 (erf depth 2, biharmonic) 8.4 s -> 3.1 s, 2,505 (gelu depth 3,
-# Lap x u_xxx) 15.3 s -> 4.7 s, 6,158 (gelu depth 2, biharmonic) 85 s -> 9.2 s; below about
-# 1,700 products both compile in under 3.5 s and the default emitters run 1.4-4x faster.
-# A loop body XLA keeps is a region of its own (jets.loop_body).
-OLDER_EMITTERS_MIN_PRODUCTS = 1750
+# docs/benchmarks.md, "XLA's fusion emitters"): 1,720 products (sin depth 4, u_xxx x u_xxx)
+# 5.9 s -> ~2.5 s, 1,770 (erf depth 4, u_xxx x u_xxx) 8.0 s -> 2.5 s, 2,112 (erf depth 2,
+# biharmonic) 8.4 s -> 3.1 s, 6,158 (gelu depth 2, biharmonic) 85 s -> 9.2 s. Below, both
+# compile in under 3.5 s and the default emitters run 1.4-4x faster: 1,597 (gelu depth 2,
+# Lap x u_xxx: 3.5 s, 61 ms vs 104 ms per call) and loop bodies of 1,200-1,650 (erf, sin,
+# gaussian at depth 4). A loop body XLA keeps is a region of its own (jets.loop_body).
+OLDER_EMITTERS_MIN_PRODUCTS = 1700
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +112,9 @@ def _sin(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
   """``a sin(b z + c)``: ``a^2/2 (e^{b^2(S12 - (S11+S22)/2)} - e^{-b^2(S12 + (S11+S22)/2)} cos 2c)``."""
   b2, half_a2 = b * b, a * a / 2
   damp = jets.exp(-0.5 * b2 * cov1) * jets.exp(-0.5 * b2 * cov2)
-  s1 = damp * jets.exp(b2 * nngp)
-  s2 = damp * jets.exp(-b2 * nngp) * np.cos(2 * c)
+  grow, decay = jets.exp_and_reciprocal(b2 * nngp)
+  s1 = damp * grow
+  s2 = damp * decay * np.cos(2 * c)
   diag = [half_a2 * (1 - jets.exp(-2 * b2 * v) * np.cos(2 * c)) for v in (cov1, cov2)]
   new_ntk = None if ntk is None else ntk * (half_a2 * b2) * (s1 + s2)
   return half_a2 * (s1 - s2), diag[0], diag[1], new_ntk
