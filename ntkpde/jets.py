@@ -13,8 +13,8 @@ a smooth univariate ``g`` of a jet ``a = a_00 + a~`` is
 ``g^(j)(a_00)`` come from closed forms (powers, ``exp``) or a three-term recurrence
 (``arcsin``); see theory/taylor_engine.md.
 
-:func:`power`, :func:`exp`, :func:`exp_and_reciprocal` and :func:`asin_and_derivative`
-act on jets and on plain arrays alike, so one kernel recursion written with them serves
+:func:`power`, :func:`powers`, :func:`exp`, :func:`exp_and_reciprocal` and
+:func:`asin_and_derivative` act on jets and on plain arrays alike, so one kernel recursion written with them serves
 both the plain kernel and its Taylor expansion.
 
 :func:`counting` counts, while a program is traced, the coefficient products of full
@@ -180,14 +180,24 @@ def _degree(a: Jet) -> int:
 
 def power(a, exponent: float):
   """``a ** exponent``; ``g^(j)(a0) = exponent (exponent - 1) .. (exponent - j + 1) a0^(exponent - j)``."""
+  return powers(a, (exponent,))[0]
+
+
+def powers(a, exponents: Sequence[float]) -> Tuple:
+  """``(a ** e for e in exponents)``, sharing the powers ``a~^j`` (:func:`power`)."""
   if not isinstance(a, Jet):
-    return a ** exponent
+    return tuple(a ** e for e in exponents)
   a0 = a.constant
   inv = 1.0 / a0
-  d = [a0 ** exponent]
-  for j in range(1, _degree(a) + 1):
-    d.append(d[-1] * ((exponent - j + 1) * inv))
-  return _compose(a, d)
+  n = _degree(a)
+  shared = _powers(a, n)
+  out = []
+  for exponent in exponents:
+    d = [a0 ** exponent]
+    for j in range(1, n + 1):
+      d.append(d[-1] * ((exponent - j + 1) * inv))
+    out.append(_compose(a, d, shared))
+  return tuple(out)
 
 
 def exp(a):

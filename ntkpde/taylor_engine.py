@@ -53,14 +53,15 @@ LAYER_LOOP_MIN_DEPTH = 4
 # A core whose largest straight-line region (outside kept loop bodies) has at least this many
 # full-size coefficient products (jets.counting) is compiled with XLA's older CPU fusion
 # emitters (_compat.older_fusion_emitters): the default emitters compile one fusion of that
-# size super-linearly. Measured (N = 256, idle 2-core CPU, first call default -> older;
-# docs/benchmarks.md, "XLA's fusion emitters"): 1,720 products (sin depth 4, u_xxx x u_xxx)
-# 5.9 s -> ~2.5 s, 1,770 (erf depth 4, u_xxx x u_xxx) 8.0 s -> 2.5 s, 2,112 (erf depth 2,
-# biharmonic) 8.4 s -> 3.1 s, 6,158 (gelu depth 2, biharmonic) 85 s -> 9.2 s. Below, both
-# compile in under 3.5 s and the default emitters run 1.4-4x faster: 1,597 (gelu depth 2,
-# Lap x u_xxx: 3.5 s, 61 ms vs 104 ms per call) and loop bodies of 1,200-1,650 (erf, sin,
-# gaussian at depth 4). A loop body XLA keeps is a region of its own (jets.loop_body).
-OLDER_EMITTERS_MIN_PRODUCTS = 1700
+# size super-linearly. Measured (N = 256, idle 2-core CPU, first call with the default
+# emitters -> older; docs/benchmarks.md, "XLA's fusion emitters"): 1,648 products (gaussian
+# depth 4, u_xxx x u_xxx) 5.9 s, 1,720 (sin, the same) 5.9 s -> 2.0 s, 1,770 (erf, the same)
+# 8.0 s -> 2.5 s, 2,112 (erf depth 2, biharmonic) 8.4 s -> 3.1 s, 6,158 (gelu depth 2,
+# biharmonic) 85 s -> 9.2 s. Below, both compile in under 3.5 s and the default emitters run
+# 1.4-4x faster: 1,200-1,300 (loop bodies at depth 4; erf and sin u_xxx x u_xxx at depth 3),
+# 1,232 (gelu depth 2, Lap x u_xxx). A loop body XLA keeps is a region of its own
+# (jets.loop_body). The threshold is a measured heuristic, not a law.
+OLDER_EMITTERS_MIN_PRODUCTS = 1600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,24 +125,26 @@ def _gaussian(nngp, cov1, cov2, ntk, a=1.0, b=-1.0):
   """``a exp(b z^2)``: ``1 / sqrt((1 - 2b S11)(1 - 2b S22) - 4 b^2 S12^2)``; ``dot`` has
   ``4 b^2 S12 / det^3``."""
   det2 = (1 - 2 * b * cov1) * (1 - 2 * b * cov2) - 4 * b * b * nngp * nngp
-  inv_det = jets.power(det2, -0.5)
+  inv_det, inv_det3 = jets.powers(det2, (-0.5, -1.5))
   diag = [jets.power(1 - 4 * b * v, -0.5) for v in (cov1, cov2)]
   a2 = a * a
-  new_ntk = None if ntk is None else ntk * (a2 * 4 * b * b) * nngp * (inv_det * inv_det * inv_det)
+  new_ntk = None if ntk is None else ntk * (a2 * 4 * b * b) * nngp * inv_det3
   return a2 * inv_det, a2 * diag[0], a2 * diag[1], new_ntk
 
 
 def _gelu(nngp, cov1, cov2, ntk, approximate=False):
   """GELU (Tsuchida & Gallagher 2020, as neural-tangents writes it) with
   ``arctan2(S12, delta) = arcsin(S12 / sqrt((S11 + 1)(S22 + 1)))``."""
-  root1, root2 = jets.power(cov1 + 1, -0.5), jets.power(cov2 + 1, -0.5)
-  inv_prod1 = (root1 * root1) * (root2 * root2)
-  prod = cov1 * cov2
-  delta2 = (cov1 + 1) * (cov2 + 1) - nngp * nngp
-  inv_delta = jets.power(delta2, -0.5)
-  angle, _ = jets.asin_and_derivative(nngp * (root1 * root2))
-  new = ((nngp * nngp + prod * delta2) * inv_prod1 * inv_delta + nngp * angle) * (1 / (2 * np.pi))
-  new = new + 0.25 * nngp
+  # Factors of x alone (cov1) or x' alone (cov2) multiply a full jet one at a time (a row,
+  # then a column: fewer coefficient products than their outer product would take).
+  root1, inv1 = jets.powers(cov1 + 1, (-0.5, -1.0))
+  root2, inv2 = jets.powers(cov2 + 1, (-0.5, -1.0))
+  nngp2 = nngp * nngp
+  delta2 = (cov1 + 1) * (cov2 + 1) - nngp2
+  inv_delta, inv_delta3 = jets.powers(delta2, (-0.5, -1.5))
+  angle, _ = jets.asin_and_derivative(nngp * root1 * root2)
+  new = (nngp2 + delta2 * cov1 * cov2) * inv1 * inv2 * inv_delta + nngp * angle
+  new = new * (1 / (2 * np.pi)) + 0.25 * nngp
 
   def diag(v):
     inv_v1 = jets.power(v + 1, -1.0)
@@ -150,8 +153,9 @@ def _gelu(nngp, cov1, cov2, ntk, approximate=False):
     return (out * (1 / np.pi) + 0.25) * v
   new_ntk = None
   if ntk is not None:
-    first = inv_delta * inv_delta + (1 - prod) * inv_prod1 + 1
-    first = first * nngp * inv_delta * (1 / (2 * np.pi))
+    # (delta^-2 + (1 - S11 S22) / ((1 + S11)(1 + S22)) + 1) S12 / delta
+    rank_one = inv1 * inv2 - (cov1 * inv1) * (cov2 * inv2) + 1
+    first = nngp * (inv_delta3 + rank_one * inv_delta) * (1 / (2 * np.pi))
     new_ntk = ntk * (first + 0.25 + angle * (1 / (2 * np.pi)))
   return new, diag(cov1), diag(cov2), new_ntk
 
