@@ -172,6 +172,10 @@ def test_cli_gauss_newton(tmp_path, capsys):
   import json
   result = json.loads((tmp_path / "results.json").read_text())
   assert result["rows"][0]["rel_l2_error"] < 1e-3 and result["rows"][0]["iterations"] <= 10
+  table = [line.split() for line in capsys.readouterr().out.splitlines()
+           if line.split() and line.split()[0].isdigit()]
+  assert len(table) == len(result["history"])  # one row per iteration, its kind in column 2
+  assert [row[1] for row in table] == ["Newton" if s["newton"] else "GN" for s in result["history"]]
   assert {p.name for p in tmp_path.glob("*.png")} == {"solution.png", "error.png",
                                                       "convergence.png"}
   assert cli.main(["solve", "allen_cahn1d", "--out", str(tmp_path)]) == 2

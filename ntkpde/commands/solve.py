@@ -317,11 +317,12 @@ def _run_gauss_newton(args, problem, kernel_fn, get, description, sizes, out) ->
   n_test = args.n_test or (201 if len(problem.coords) == 1 else 41)
   x_test, shape = _test_grid(problem, n_test)
   exact = problem.exact_fn()(x_test)
-  print(f"{'iteration':>9} {'residual':>10} {'update':>10} {'step':>6} {'rel L2':>10}")
+  print(f"{'iteration':>9} {'kind':>6} {'residual':>10} {'update':>10} {'step':>6} {'rel L2':>10}")
 
   def progress(step):
-    print(f"{step.iteration:9d} {step.residual:10.3e} {step.update:10.3e} {step.step_size:6.3g} "
-          f"{step.error:10.3e}", flush=True)
+    kind = "Newton" if step.newton else "GN"
+    print(f"{step.iteration:9d} {kind:>6} {step.residual:10.3e} {step.update:10.3e} "
+          f"{step.step_size:6.3g} {step.error:10.3e}", flush=True)
   try:
     sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=args.nugget,
                           x_test=x_test, exact=exact, progress=progress)
