@@ -14,8 +14,8 @@ a smooth univariate ``g`` of a jet ``a = a_00 + a~`` is
 (``arcsin``); see theory/taylor_engine.md.
 
 :func:`power`, :func:`powers`, :func:`exp`, :func:`exp_and_reciprocal` and
-:func:`asin_and_derivative` act on jets and on plain arrays alike, so one kernel recursion written with them serves
-both the plain kernel and its Taylor expansion.
+:func:`asin_and_derivative` act on jets and on plain arrays alike, so one kernel recursion
+written with them serves both the plain kernel and its Taylor expansion.
 
 :func:`counting` counts, while a program is traced, the coefficient products of full
 ``(n1, n2)`` size per straight-line region (:func:`loop_body` opens a new one): the size
@@ -73,10 +73,10 @@ def loop_body():
     count.current = outer
 
 
-def _count(products):
-  if _COUNTS:
-    count = _COUNTS[-1]
-    count.regions[count.current] += sum(1 for c in products if jnp.ndim(c) == 2 and 1 not in jnp.shape(c))
+def _count(products) -> None:
+  """Adds the full-size ``(n1, n2)`` coefficients among ``products`` to the current region."""
+  count = _COUNTS[-1]
+  count.regions[count.current] += sum(1 for c in products if jnp.ndim(c) == 2 and 1 not in jnp.shape(c))
 
 
 class Jet:
@@ -126,9 +126,12 @@ class Jet:
       for (k2, l2), b in other.coeffs.items():
         key = (k1 + k2, l1 + l2)
         if key[0] <= a_max and key[1] <= b_max:
-          products.append(a * b)
-          out[key] = out[key] + products[-1] if key in out else products[-1]
-    _count(products)
+          product = a * b
+          out[key] = out[key] + product if key in out else product
+          if _COUNTS:
+            products.append(product)
+    if _COUNTS:
+      _count(products)
     return Jet(out, self.order)
 
   __rmul__ = __mul__
