@@ -38,6 +38,10 @@ neural-tangents' own module namespaces (JAX itself is left unchanged):
   ``UnexpectedTracerError``; :func:`_eval_context` restores the JAX 0.4 meaning (values
   that depend on no tracer are computed eagerly, the rest by their transformation).
 
+JAX's own ``jax.experimental.jet`` fails on every ``custom_jvp`` function (neural-tangents'
+``_sqrt``): :func:`jet` runs it with the fix scoped to the call (theory/jet_reference.py
+uses it as an independent route to order-8 operator kernels).
+
 On JAX 0.4.23 with an old SciPy nothing was patched but :func:`_get_flops` (which reads
 both forms); the accepted range now starts at 0.4.31, whose ``lax.map`` takes the
 ``batch_size`` that :mod:`ntkpde.sketch` uses. Supported: stax ``kernel_fn``, ``init_fn``/``apply_fn``, ``predict``,
@@ -50,6 +54,7 @@ import importlib
 import inspect
 import math
 import sys
+import threading
 import types
 from typing import Optional
 
@@ -226,6 +231,50 @@ def jit(fn, compiler_options: Optional[dict] = None):
   if compiler_options and "compiler_options" in inspect.signature(jax.jit).parameters:
     return jax.jit(fn, compiler_options=compiler_options)
   return jax.jit(fn)
+
+
+_JET_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _jet_traces_custom_derivatives():
+  """``jax.experimental.jet`` evaluates the primal body of a ``custom_jvp``/``custom_vjp``
+  function after JAX's dispatch has left the ``JetTrace`` (JAX >= 0.4.36,
+  jax-ml/jax#30352), so its tracers "escape" (``UnexpectedTracerError``): every
+  neural-tangents kernel with ``_sqrt`` (erf, gelu, gaussian, ...) fails under ``jet``.
+  Inside this context both handlers run with their ``JetTrace`` current; JAX's rule itself
+  (which ignores the custom derivative) is unchanged, and so is JAX outside the context."""
+  from jax._src import core as jax_core
+  from jax.experimental import jet as jet_module
+  if not hasattr(jax_core, "set_current_trace"):  # JAX before the stackless core
+    yield
+    return
+  trace = jet_module.JetTrace
+  originals = {name: getattr(trace, name)
+               for name in ("process_custom_jvp_call", "process_custom_vjp_call")}
+
+  def with_current_trace(method):
+    def process(self, *args, **kwargs):
+      with jax_core.set_current_trace(self):
+        return method(self, *args, **kwargs)
+    return process
+  with _JET_LOCK:
+    for name, method in originals.items():
+      setattr(trace, name, with_current_trace(method))
+    try:
+      yield
+    finally:
+      for name, method in originals.items():
+        setattr(trace, name, method)
+
+
+def jet(fun, primals, series):
+  """``jax.experimental.jet.jet(fun, primals, series)`` (univariate Taylor mode), also
+  through ``custom_jvp``/``custom_vjp`` functions (:func:`_jet_traces_custom_derivatives`).
+  Calls are serialised; under ``jax.jit`` the context covers the tracing."""
+  from jax.experimental.jet import jet as jax_jet
+  with _jet_traces_custom_derivatives():
+    return jax_jet(fun, primals, series)
 
 
 def _get_flops(f, optimize: bool, *args, **kwargs) -> float:

@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy
-from jax.experimental.jet import jet as jax_jet
 
 from ntkpde import _compat, jets
 from ntkpde.jets import Jet
@@ -356,7 +355,7 @@ def _feature_jet(input_map, x, u, order):
   if order == 0:
     return [input_map(x)]
   tangent = jnp.broadcast_to(u, x.shape)
-  primal, series = jax_jet(input_map, (x,), ([tangent] + [jnp.zeros_like(x)] * (order - 1),))
+  primal, series = _compat.jet(input_map, (x,), ([tangent] + [jnp.zeros_like(x)] * (order - 1),))
   return [primal] + [c / math.factorial(k) for k, c in enumerate(series, 1)]
 
 

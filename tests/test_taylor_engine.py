@@ -9,7 +9,9 @@
 * SymPy closed forms: tests/test_operator_kernels.py runs them through ``operator_kernel``,
   which takes this engine for ``ntkpde.mlp`` networks (asserted below).
 * Order 8 vs finite differences of the engine's own order-4 result, with Richardson's
-  error bound (theory/finite_differences.py): ``D^8 K = D^4_FD (D^4 K)``.
+  error bound (theory/finite_differences.py): ``D^8 K = D^4_FD (D^4 K)``; at depth >= 2,
+  where that bound is too loose, vs JAX's univariate Taylor mode on neural-tangents'
+  ``kernel_fn`` with mixed coefficients by polarization (theory/jet_reference.py).
 """
 import logging
 import warnings
@@ -24,6 +26,7 @@ from ntkpde import _compat, operator_kernels, taylor_engine
 from ntkpde.input_maps import box_normalization, fourier_features, periodic_embedding
 from ntkpde.operators import identity, parse
 from theory.finite_differences import richardson_check
+from theory.jet_reference import directional_operator_kernel
 
 XY = ("x", "y")
 RTOL_PLAIN = 1e-13
@@ -142,6 +145,32 @@ def test_order_8_matches_finite_differences_of_order_4(T, low, dim):
   fd, bound = richardson_check(lambda a, b: np.asarray(order4(a, b)), low, low, x1, x2)
   assert np.max(bound) < 1e-3 * np.max(np.abs(got)), "finite-difference bound too loose to test"
   assert np.all(np.abs(got - fd) <= bound), np.max(np.abs(got - fd) / bound)
+
+
+# Lap^2 = (8/9) sum_i (u_i . grad)^4 for any three unit directions 60 degrees apart (here
+# rotated away from every direction the engine uses): sum_i (u_i . z)^4 = (9/8) |z|^4.
+ROTATED_BIHARMONIC = tuple(((np.cos(a), np.sin(a)), 8 / 9) for a in 0.3 + np.arange(3) * np.pi / 3)
+JET_ROUNDING = 1000  # |error| <= JET_ROUNDING eps magnitude (theory/jet_reference.py); measured <= 47
+
+
+@pytest.mark.parametrize("activation, depth, T, terms, dim", [
+    ("erf", 2, BIH, ROTATED_BIHARMONIC, 2), ("sin", 4, BEAM, (((1.0,), 1.0),), 1)],
+    ids=["erf-depth2-biharmonic", "sin-depth4-beam"])
+def test_order_8_matches_taylor_mode_on_neural_tangents(activation, depth, T, terms, dim):
+  """``T_x T_x' K`` at total order 8 against jet's univariate series of neural-tangents'
+  ``kernel_fn`` along joint directions, mixed coefficients by polarization (9 angles,
+  condition number 51), within ``JET_ROUNDING eps`` times the route's rounding magnitude.
+  Depth 4 runs the layer loop (order >= 7), depth 2 the unrolled layers."""
+  net = ntkpde.mlp(depth, activation=activation)
+  rng = np.random.default_rng(1)
+  x1, x2 = rng.uniform(-1, 1, (4, dim)), rng.uniform(-1, 1, (3, dim))
+  reference, magnitude = directional_operator_kernel(net.kernel_fn, x1, x2, 4, terms, 4, terms)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # the slow-compilation notice
+    got = np.asarray(ntkpde.operator_kernel(net.kernel_fn, T, T, method="taylor")(x1, x2))
+  assert np.all(np.abs(got - reference) <= JET_ROUNDING * np.finfo(np.float64).eps * magnitude), \
+      np.max(np.abs(got - reference) / magnitude)
+  assert np.all(magnitude < 1e5 * np.abs(reference))  # the bound is tight enough to mean something
 
 
 def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
