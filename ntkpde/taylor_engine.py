@@ -13,7 +13,8 @@ plain kernel (arrays) and its truncated bivariate Taylor expansion (jets).
 
 An operator of order ``A`` is written along directions (theory/taylor_engine.md):
 ``D^alpha = sum_u w_{alpha,u} (u . grad)^{|alpha|}`` with integer directions ``u``
-and exact rational weights, and ``(u . grad)^k f(x) = k! [s^k] f(x + s u)``. Hence
+and exact rational weights (or, for a top-degree Laplacian power, a spherical design),
+and ``(u . grad)^k f(x) = k! [s^k] f(x + s u)``. Hence
 
   T_x S_x' K(x, x') = sum_{u, v} sum_{k <= A, l <= B} omega_{u,k}(x) omega'_{v,l}(x')
                       k! l! [s^k t^l] K(x + s u, x' + t v),
@@ -283,7 +284,8 @@ def _direction_weights(alpha: Tuple[int, ...], preferred: Tuple[Tuple[int, ...],
   ``V`` square and invertible (Griewank, Utke & Walther 2000), so the search ends. A
   pure power ``alpha = k e_i`` needs only ``u = e_i``; ``u_xxyy`` needs the axes and the
   two diagonals (``z0^2 z1^2 = ((z0 + z1)^4 + (z0 - z1)^4 - 2 z0^4 - 2 z1^4) / 12``),
-  so the biharmonic operator takes 4 directions, not 5."""
+  so the biharmonic operator takes 4 integer directions, not 5 (:func:`directional_form`
+  may use 3 real ones)."""
   k, d = sum(alpha), len(alpha)
   if k == 0 or sum(1 for a in alpha if a) == 1:
     axis = next((i for i, a in enumerate(alpha) if a), 0)
@@ -311,27 +313,112 @@ def _direction_weights(alpha: Tuple[int, ...], preferred: Tuple[Tuple[int, ...],
 @dataclasses.dataclass(frozen=True)
 class DirectionalForm:
   """``T = sum_u sum_k omega_{u,k}(x) (u . grad)^k``: the directions, and for each
-  ``(direction, degree)`` the ``(term index, rational weight)`` pairs."""
-  directions: Tuple[Tuple[int, ...], ...]
+  ``(direction, degree)`` the ``(term index, weight)`` pairs."""
+  directions: Tuple[Tuple[float, ...], ...]
   order: int
   weights: Tuple[Tuple[Tuple[int, int, float], ...], ...]  # per direction: (degree, term, w)
 
 
+def _add_term(dirs, weights, index, degree, pairs):
+  for u, w in pairs:
+    if u not in dirs:
+      dirs.append(u)
+      weights.append([])
+    weights[dirs.index(u)].append((degree, index, float(w)))
+
+
+def _exact_form(op, dirs, weights, terms):
+  """Adds ``terms`` (``(index, term)``, highest degree first) with exact weights
+  (:func:`_direction_weights`); later terms reuse the integer directions earlier ones
+  chose, and degree-0 terms ride on any direction already needed."""
+  for index, term in terms:
+    degree = sum(term.multi_index)
+    if degree == 0 and dirs:
+      weights[0].append((0, index, 1.0))
+      continue
+    integer = tuple(u for u in dirs if all(float(c).is_integer() for c in u))
+    _add_term(dirs, weights, index, degree, _direction_weights(tuple(term.multi_index), integer))
+
+
+def laplacian_power_design(d: int, k: int):
+  """Unit directions ``u_j`` and a weight ``w`` with ``|z|^k = w sum_j (u_j . z)^k``
+  (``Lap^(k/2) = w sum_j (u_j . grad)^k``), or ``None``: in the plane ``k/2 + 1``
+  directions at angles ``pi j / (k/2 + 1)`` (the mean of ``cos^k`` over them is exact,
+  ``binom(k, k/2) / 2^k``); in space, for ``k = 4``, the six axes of the icosahedron, a
+  spherical 5-design (mean of ``(u . z)^4`` over the sphere: ``|z|^4 / 5``)."""
+  if k < 4 or k % 2:
+    return None
+  if d == 2:
+    n = k // 2 + 1
+    dirs = tuple((math.cos(math.pi * j / n), math.sin(math.pi * j / n)) for j in range(n))
+    return dirs, 2.0 ** k / (n * math.comb(k, k // 2))
+  if d == 3 and k == 4:
+    phi = (1 + math.sqrt(5)) / 2
+    norm = math.sqrt(1 + phi * phi)
+    axes = ((0, 1, phi), (0, 1, -phi), (1, phi, 0), (1, -phi, 0), (phi, 0, 1), (-phi, 0, 1))
+    return tuple(tuple(c / norm for c in u) for u in axes), 5 / 6
+  return None
+
+
+def _float_weights(alpha, dirs):
+  """``w`` with ``D^alpha = sum_u w_u (u . grad)^|alpha|`` over ``dirs`` (least squares on
+  ``V[c, u] = k!/c! u^c``), or ``None`` if ``D^alpha`` is not in their span."""
+  k = sum(alpha)
+  cs = list(_compositions(k, len(alpha)))
+  v = np.array([[math.factorial(k) / math.prod(math.factorial(ci) for ci in c) *
+                 math.prod(ui ** ci for ui, ci in zip(u, c)) for u in dirs] for c in cs])
+  rhs = np.array([float(c == tuple(alpha)) for c in cs])
+  w = np.linalg.lstsq(v, rhs, rcond=None)[0]
+  if np.max(np.abs(v @ w - rhs)) > 1e-13:
+    return None
+  return [(u, wi) for u, wi in zip(dirs, w) if abs(wi) > 1e-15]
+
+
+def _design_form(op):
+  """The operator with its top-degree part ``c(x) Lap^(k/2)`` on
+  :func:`laplacian_power_design`'s directions; lower-degree terms on those directions where
+  they span the term (float least squares), else on integer ones (:func:`_exact_form`).
+  ``None`` if the top-degree part is not a Laplacian power."""
+  k, d = op.order, op.dim
+  design = laplacian_power_design(d, k)
+  if design is None:
+    return None
+  top = {tuple(t.multi_index): (i, t.coefficient) for i, t in enumerate(op.terms)
+         if sum(t.multi_index) == k}
+  # Lap^m = sum_{|b| = m} m!/b! D^(2b)
+  m = k // 2
+  power = {tuple(2 * bi for bi in b): math.factorial(m) // math.prod(math.factorial(bi) for bi in b)
+           for b in _compositions(m, d)}
+  lead = tuple(k * int(i == 0) for i in range(d))
+  if set(top) != set(power) or any(
+      sympy.simplify(top[a][1] - power[a] * top[lead][1]) != 0 for a in power):
+    return None
+  dirs, w = design
+  dirs, weights = list(dirs), [[(k, top[lead][0], w)] for _ in dirs]
+  rest = sorted(((i, t) for i, t in enumerate(op.terms) if sum(t.multi_index) < k),
+                key=lambda it: -sum(it[1].multi_index))
+  for index, term in rest:
+    degree = sum(term.multi_index)
+    pairs = [(dirs[0], 1.0)] if degree == 0 else _float_weights(term.multi_index, dirs)
+    if pairs is None:
+      _exact_form(op, dirs, weights, [(index, term)])
+    else:
+      _add_term(dirs, weights, index, degree, pairs)
+  return dirs, weights
+
+
 def directional_form(op) -> DirectionalForm:
-  d = op.dim
+  """``op`` along directions (theory/taylor_engine.md, section 2): integer directions with
+  exact rational weights taken greedily, or, where the top-degree part is a Laplacian power
+  and that needs fewer directions, a spherical design (float weights, exact to rounding;
+  the 2-D biharmonic: 3 directions instead of 4, the 3-D one 6 instead of 9)."""
   dirs, weights = [], []
-  # Highest degree first; later terms reuse the directions earlier ones chose, and
-  # degree-0 terms ride on any direction already needed.
-  for index, term in sorted(enumerate(op.terms), key=lambda it: -sum(it[1].multi_index)):
-    for u, w in _direction_weights(tuple(term.multi_index), tuple(dirs)):
-      if sum(term.multi_index) == 0 and dirs:
-        u = dirs[0]
-      if u not in dirs:
-        dirs.append(u)
-        weights.append([])
-      weights[dirs.index(u)].append((sum(term.multi_index), index, float(w)))
+  _exact_form(op, dirs, weights, sorted(enumerate(op.terms), key=lambda it: -sum(it[1].multi_index)))
+  design = _design_form(op)
+  if design is not None and len(design[0]) < len(dirs):
+    dirs, weights = design
   if not dirs:
-    dirs, weights = [tuple(int(i == 0) for i in range(d))], [[]]
+    dirs, weights = [tuple(int(i == 0) for i in range(op.dim))], [[]]
   return DirectionalForm(tuple(dirs), op.order, tuple(tuple(w) for w in weights))
 
 
