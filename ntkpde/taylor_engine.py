@@ -100,25 +100,26 @@ def _erf(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
   ``dot = (4/pi) / sqrt((1 + 2 S11)(1 + 2 S22) - 4 S12^2)`` (Williams 1997)."""
   b2 = b * b
   nngp, cov1, cov2 = b2 * nngp, b2 * cov1, b2 * cov2
+  # Factors of x alone and of x' alone multiply a full jet as a row, then a column.
   inv1, inv2 = jets.power(1 + 2 * cov1, -0.5), jets.power(1 + 2 * cov2, -0.5)
-  scale = inv1 * inv2
-  asin, dasin = jets.asin_and_derivative(2 * nngp * scale)
+  asin, dasin = jets.asin_and_derivative(2 * nngp * inv1 * inv2)
   diag = [(2 / np.pi) * jets.asin_and_derivative(2 * v / (1 + 2 * v))[0] for v in (cov1, cov2)]
   a2, c2 = a * a, c * c
-  new_ntk = None if ntk is None else ntk * (b2 * a2 * 4 / np.pi) * (scale * dasin)
+  new_ntk = None if ntk is None else ntk * dasin * inv1 * inv2 * (b2 * a2 * 4 / np.pi)
   return (a2 * (2 / np.pi) * asin + c2, a2 * diag[0] + c2, a2 * diag[1] + c2, new_ntk)
 
 
 def _sin(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
   """``a sin(b z + c)``: ``a^2/2 (e^{b^2(S12 - (S11+S22)/2)} - e^{-b^2(S12 + (S11+S22)/2)} cos 2c)``."""
   b2, half_a2 = b * b, a * a / 2
-  damp = jets.exp(-0.5 * b2 * cov1) * jets.exp(-0.5 * b2 * cov2)
+  damp1, damp2 = jets.exp(-0.5 * b2 * cov1), jets.exp(-0.5 * b2 * cov2)
   grow, decay = jets.exp_and_reciprocal(b2 * nngp)
-  s1 = damp * grow
-  s2 = damp * decay * np.cos(2 * c)
+  decay = decay * np.cos(2 * c)
+  # damp1 (x alone) and damp2 (x' alone) multiply the full jets as a row, then a column.
+  diff, total = (grow - decay) * damp1 * damp2, (grow + decay) * damp1 * damp2
   diag = [half_a2 * (1 - jets.exp(-2 * b2 * v) * np.cos(2 * c)) for v in (cov1, cov2)]
-  new_ntk = None if ntk is None else ntk * (half_a2 * b2) * (s1 + s2)
-  return half_a2 * (s1 - s2), diag[0], diag[1], new_ntk
+  new_ntk = None if ntk is None else ntk * total * (half_a2 * b2)
+  return half_a2 * diff, diag[0], diag[1], new_ntk
 
 
 def _gaussian(nngp, cov1, cov2, ntk, a=1.0, b=-1.0):
