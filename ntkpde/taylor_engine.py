@@ -530,8 +530,11 @@ def operator_kernel_fn(s: MlpStructure, input_map, T, S, get: str) -> Callable:
   """``(x1, x2) -> T_x S_x' K(x1, x2)`` for the mlp kernel ``s`` (module docstring)."""
   f1, f2 = directional_form(T), directional_form(S)
   core = compiled_core(s, input_map, f1.directions, f2.directions, (T.order, S.order), get)
+  # The weights are a few dozen small operations: one compiled call instead of eager ones.
+  omegas1 = jax.jit(functools.partial(omegas, f1, T))
+  omegas2 = omegas1 if S is T else jax.jit(functools.partial(omegas, f2, S))
 
   def fn(x1, x2):
     x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
-    return core(x1, x2, omegas(f1, T, x1), omegas(f2, S, x2))
+    return core(x1, x2, omegas1(x1), omegas2(x2))
   return fn
