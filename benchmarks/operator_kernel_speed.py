@@ -168,8 +168,7 @@ def engine_program(kernel_fn, T, S, n, d):
   """(StableHLO lines, flops per entry) of the Taylor engine's compiled body at n x n."""
   from ntkpde import taylor_engine as te
   f1, f2 = te.directional_form(T), te.directional_form(S)
-  core = te.compiled_core(kernel_fn.structure, kernel_fn.input_map, f1.directions,
-                          f2.directions, (T.order, S.order), "ntk")
+  core = te.core_for(kernel_fn.structure, kernel_fn.input_map, f1, f2, "ntk")
   x = jnp.zeros((n, d))
   lowered = core.jitted.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
   cost = lowered.compile(_compat.older_fusion_emitters()).cost_analysis()  # compiles fast
@@ -237,9 +236,8 @@ def emitters_table(activations, depths, pairs, n, repeats, json_path, report):
     for label, minimum in (("default", float("inf")), ("older", 0)):
       taylor_engine.compiled_core.cache_clear()
       op = ntkpde.operator_kernel(net.kernel_fn, T, S, method="taylor")
-      cores[label] = taylor_engine.compiled_core(
-          net.kernel_fn.structure, net.kernel_fn.input_map, f1.directions, f2.directions,
-          (T.order, S.order), "ntk")
+      cores[label] = taylor_engine.core_for(net.kernel_fn.structure, net.kernel_fn.input_map,
+                                            f1, f2, "ntk")
       ops[label] = _with_threshold(op, minimum)
     taylor_engine.compiled_core.cache_clear()
     timings = timed_interleaved({"plain": (plain, repeats), **{k: (op, repeats)

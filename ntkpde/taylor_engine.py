@@ -319,6 +319,11 @@ class DirectionalForm:
   order: int
   weights: Tuple[Tuple[Tuple[int, int, float], ...], ...]  # per direction: (degree, term, w)
 
+  @property
+  def degrees(self) -> Tuple[int, ...]:
+    """The degrees ``k`` with some weight: only ``[s^k]`` coefficients of these are read."""
+    return tuple(sorted({degree for w in self.weights for degree, _, _ in w}))
+
 
 def _add_term(dirs, weights, index, degree, pairs):
   for u, w in pairs:
@@ -499,19 +504,23 @@ class CompiledCore:
 
 
 @functools.lru_cache(maxsize=256)
-def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, order, get) -> CompiledCore:
+def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> CompiledCore:
   """``(x1, x2, omega1, omega2) -> sum over direction pairs``, jitted once per
-  ``(structure, input map, directions, orders, get)``: operators with the same
-  directions share it whatever their coefficients."""
+  ``(structure, input map, directions, degrees, get)``: operators with the same
+  directions and degrees share it whatever their coefficients. Only the coefficients
+  ``[s^k t^l]`` with ``k`` in ``degrees[0]`` and ``l`` in ``degrees[1]`` are read, so XLA
+  drops the work of the last layer that no other coefficient needs."""
   u_all = np.asarray(dirs1, dtype=np.float64)
   v_all = np.asarray(dirs2, dtype=np.float64)
   n_v = len(dirs2)
+  order = (max(degrees[0], default=0), max(degrees[1], default=0))
 
   def one(x1, x2, w1, w2, u, v):
     j = _pair_jet(s, input_map, get, x1, x2, u, v, order)
     total = 0.0
-    for (k, l), c in j.coeffs.items():
-      total = total + w1[k][:, None] * w2[l][None, :] * c
+    for k in degrees[0]:
+      for l in degrees[1]:
+        total = total + w1[k][:, None] * w2[l][None, :] * j[(k, l)]
     return jnp.broadcast_to(total, (x1.shape[0], x2.shape[0]))
 
   def core(x1, x2, om1, om2):
@@ -526,10 +535,16 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, order, get) -> Compi
   return CompiledCore(core)
 
 
+def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,
+             get: str) -> CompiledCore:
+  """The :func:`compiled_core` for operators with the directional forms ``f1``, ``f2``."""
+  return compiled_core(s, input_map, f1.directions, f2.directions, (f1.degrees, f2.degrees), get)
+
+
 def operator_kernel_fn(s: MlpStructure, input_map, T, S, get: str) -> Callable:
   """``(x1, x2) -> T_x S_x' K(x1, x2)`` for the mlp kernel ``s`` (module docstring)."""
   f1, f2 = directional_form(T), directional_form(S)
-  core = compiled_core(s, input_map, f1.directions, f2.directions, (T.order, S.order), get)
+  core = core_for(s, input_map, f1, f2, get)
   # The weights are a few dozen small operations: one compiled call instead of eager ones.
   omegas1 = jax.jit(functools.partial(omegas, f1, T))
   omegas2 = omegas1 if S is T else jax.jit(functools.partial(omegas, f2, S))

@@ -227,8 +227,7 @@ def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(mon
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", UserWarning)  # a slow-compilation notice, if any
       values = np.asarray(ntkpde.operator_kernel(net.kernel_fn, BEAM, BEAM, method="taylor")(x1, x2))
-    core = taylor_engine.compiled_core(net.kernel_fn.structure, None, form.directions,
-                                       form.directions, (4, 4), "ntk")
+    core = taylor_engine.core_for(net.kernel_fn.structure, None, form, form, "ntk")
     return values, core.largest
 
   _, small = beam_kernel(1)
