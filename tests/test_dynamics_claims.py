@@ -176,6 +176,21 @@ def test_solve_cli_writes_table_and_plots(tmp_path, capsys):
   assert "max |u - u*|" in capsys.readouterr().out
 
 
+def test_solve_cli_residual_energy_curve_matches_the_table_with_a_ridge(tmp_path):
+  """With ``--diag-reg`` the plotted residual flow (``residual_flow`` on the regularised
+  Gram) passes through the table's residual energies (the ensemble's own fit, a separate
+  assembly) at the table's times; without the ridge in the flow they differ."""
+  code = cli.main(["solve", "poisson1d", "--arch", "erf:1", "--n-interior", "12", "--sampler",
+                   "grid", "--t", "30,300,inf", "--diag-reg", "0.05", "--out", str(tmp_path)])
+  assert code == 0
+  result = json.loads((tmp_path / "results.json").read_text())
+  curve = result["residual_energy_curve"]
+  for row in result["rows"][:2]:
+    at = curve["steps"].index(float(row["t"]))
+    for name, energy in row["residual_energy"].items():
+      assert abs(curve[name][at] - energy) <= 1e-8 * max(energy, 1e-30) + 1e-300, (name, row["t"])
+
+
 def test_solve_cli_rejects_bad_arguments(tmp_path, capsys):
   assert cli.main(["solve", "poisson1d", "--arch", "nope:2", "--out", str(tmp_path)]) == 2
   assert "unknown activation" in capsys.readouterr().err

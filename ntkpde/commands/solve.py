@@ -201,13 +201,14 @@ def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> i
 
   import ntkpde
   from ntkpde import reporting, weights as weight_rules
-  from ntkpde.predict import gradient_descent_mse_ensemble, max_stable_learning_rate, residual_flow
+  from ntkpde.predict import (_add_diagonal_regularizer, gradient_descent_mse_ensemble,
+                              max_stable_learning_rate, residual_flow)
   start = time.perf_counter()
   sample = problem.sample(sizes, sampler=args.sampler, seed=args.seed)
   print(f"[1/4] {problem.name}: {problem.description}; channels {sample.sizes}; {description}",
         flush=True)
   G = ntkpde.gram(net.kernel_fn, sample.channels, "ntk")
-  K = np.asarray(G.matrix)
+  K = _add_diagonal_regularizer(np.asarray(G.matrix), args.diag_reg)  # the Gram the flow uses
   A = weight_rules.per_residual(weight_spec, G.sizes, G)
   n = len(K)
   limit = max_stable_learning_rate(K, A)
@@ -240,12 +241,13 @@ def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> i
   for row in rows:
     print(f"{row['t']:>24} {row['max_abs_error']:13.3e} {row['rel_l2_error']:10.3e} " +
           " ".join(f"{row['residual_energy'][c]:14.3e}" for c in G.names))
-  _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, out)
+  finite = [float(t) for t in times if np.isfinite(t)]
+  curve = _plots(plt, problem, x_test, shape, exact, means, labels, flow, finite, G, eta, n, out)
   reporting.write_json_atomic(out / "results.json", {
       "problem": problem.name, "description": problem.description, "network": description,
       "channels": sample.sizes, "weights": args.weights, "learning_rate": eta,
       "diag_reg": args.diag_reg, "sampler": args.sampler, "seed": args.seed, "rows": rows,
-      "device": reporting.device_description()})
+      "residual_energy_curve": curve, "device": reporting.device_description()})
   print(f"[4/4] wrote {out / 'results.json'}, solution.png, error.png, residual_energy.png "
         f"({time.perf_counter() - start:.1f} s)")
   return 0
@@ -264,7 +266,9 @@ def _heatmaps(plt, problem, shape, panels, figsize):
   return fig
 
 
-def _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, out):
+def _plots(plt, problem, x_test, shape, exact, means, labels, flow, times, G, eta, n, out):
+  """Writes solution.png, error.png and residual_energy.png; returns the plotted residual
+  energies per channel, ``{"steps": [...], name: [...]}`` (``times`` among the steps)."""
   from ntkpde.reporting import save_figure
   if len(problem.coords) == 1:
     x = x_test[:, 0]
@@ -287,15 +291,17 @@ def _plots(plt, problem, x_test, shape, exact, means, labels, flow, G, eta, n, o
     fig = _heatmaps(plt, problem, shape, [(np.abs(means[-1] - exact), f"|u_t - u*|, t = {labels[-1]}")],
                     (5, 3.8))
   save_figure(fig, out / "error.png")
-  steps = np.logspace(-1, 8, 120)
+  steps = np.union1d(np.logspace(-1, 8, 120), times)
   r = flow(steps)
+  energies = {c: 0.5 * np.sum(r[:, G.slices[c]] ** 2, axis=1) for c in G.names}
   fig, ax = plt.subplots(figsize=(6, 4))
   for c in G.names:
-    ax.loglog(steps, np.clip(0.5 * np.sum(r[:, G.slices[c]] ** 2, axis=1), 1e-32, None), label=c)
+    ax.loglog(steps, np.clip(energies[c], 1e-32, None), label=c)
   ax.set_xlabel(f"optimiser steps (eta = {eta:.3g}, loss normalised by n = {n})")
   ax.set_ylabel("mean residual energy")
   ax.legend(fontsize=8)
   save_figure(fig, out / "residual_energy.png")
+  return {"steps": steps.tolist(), **{c: e.tolist() for c, e in energies.items()}}
 
 
 def _run_gauss_newton(args, problem, kernel_fn, get, description, sizes, out) -> int:
