@@ -11,10 +11,10 @@ a smooth univariate ``g`` of a jet ``a = a_00 + a~`` is
 ``g(a) = sum_{j <= A + B} g^(j)(a_00) / j! a~^j`` (``a~`` has no constant term, so
 ``a~^j`` has only degrees ``k + l >= j`` and the sum is finite). The derivatives
 ``g^(j)(a_00)`` come from closed forms (powers, ``exp``) or a three-term recurrence
-(``arcsin``); see theory/taylor_engine.md.
+(``arcsin`` and powers of ``1 - a^2``); see theory/taylor_engine.md.
 
 :func:`power`, :func:`powers`, :func:`exp`, :func:`exp_and_reciprocal` and
-:func:`asin_and_derivative` act on jets and on plain arrays alike, so one kernel recursion
+:func:`arcsin_and_roots` act on jets and on plain arrays alike, so one kernel recursion
 written with them serves both the plain kernel and its Taylor expansion.
 
 :func:`counting` counts, while a program is traced, the coefficient products of full
@@ -223,25 +223,28 @@ def exp_and_reciprocal(a) -> Tuple:
           _compose(a, [inv if j % 2 == 0 else -inv for j in range(n + 1)], powers))
 
 
-def asin_and_derivative(a) -> Tuple:
-  """``(arcsin(a), (1 - a^2)^(-1/2))``, sharing the powers of ``a~``.
+def arcsin_and_roots(a, exponents: Sequence[float] = ()) -> Tuple:
+  """``(arcsin(a), ((1 - a^2)^e for e in exponents))``, sharing the powers of ``a~``.
 
-  With ``g = (1 - u^2)^(-1/2)`` (so ``arcsin' = g``), differentiating
-  ``(1 - u^2) g' = u g`` ``j`` times gives
-  ``(1 - u^2) g^(j+1) = (2j + 1) u g^(j) + j^2 g^(j-1)``."""
+  ``h = (1 - u^2)^(-m/2)`` satisfies ``(1 - u^2) h' = m u h``; differentiating ``j`` times,
+  ``(1 - u^2) h^(j+1) = (2j + m) u h^(j) + j (j - 1 + m) h^(j-1)``. ``arcsin' = h`` with
+  ``m = 1``."""
   if not isinstance(a, Jet):
-    return jnp.arcsin(a), (1.0 - a * a) ** -0.5
+    return jnp.arcsin(a), tuple((1.0 - a * a) ** e for e in exponents)
   u = a.constant
   inv = 1.0 / (1.0 - u * u)
   n = _degree(a)
-  g = [inv ** 0.5]
-  if n >= 1:
-    g.append(u * g[0] * inv)
-  for j in range(1, n):
-    g.append(((2 * j + 1) * u * g[j] + j * j * g[j - 1]) * inv)
-  asin = [jnp.arcsin(u)] + g[:n]
+
+  def derivatives(m, count):
+    h = [inv ** (m / 2)]
+    if count > 1:
+      h.append(m * u * h[0] * inv)
+    for j in range(1, count - 1):
+      h.append(((2 * j + m) * u * h[j] + j * (j - 1 + m) * h[j - 1]) * inv)
+    return h
   powers = _powers(a, n)
-  return _compose(a, asin, powers), _compose(a, g[:n + 1], powers)
+  asin = _compose(a, [jnp.arcsin(u)] + derivatives(1, n), powers)
+  return asin, tuple(_compose(a, derivatives(-2 * e, n + 1), powers) for e in exponents)
 
 
 def row(coefficients: Sequence[Optional[jnp.ndarray]], order: Tuple[int, int]) -> Jet:

@@ -102,8 +102,8 @@ def _erf(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
   nngp, cov1, cov2 = b2 * nngp, b2 * cov1, b2 * cov2
   # Factors of x alone and of x' alone multiply a full jet as a row, then a column.
   inv1, inv2 = jets.power(1 + 2 * cov1, -0.5), jets.power(1 + 2 * cov2, -0.5)
-  asin, dasin = jets.asin_and_derivative(2 * nngp * inv1 * inv2)
-  diag = [(2 / np.pi) * jets.asin_and_derivative(2 * v / (1 + 2 * v))[0] for v in (cov1, cov2)]
+  asin, (dasin,) = jets.arcsin_and_roots(2 * nngp * inv1 * inv2, (-0.5,))
+  diag = [(2 / np.pi) * jets.arcsin_and_roots(2 * v / (1 + 2 * v))[0] for v in (cov1, cov2)]
   a2, c2 = a * a, c * c
   new_ntk = None if ntk is None else ntk * dasin * inv1 * inv2 * (b2 * a2 * 4 / np.pi)
   return (a2 * (2 / np.pi) * asin + c2, a2 * diag[0] + c2, a2 * diag[1] + c2, new_ntk)
@@ -134,29 +134,35 @@ def _gaussian(nngp, cov1, cov2, ntk, a=1.0, b=-1.0):
 
 
 def _gelu(nngp, cov1, cov2, ntk, approximate=False):
-  """GELU (Tsuchida & Gallagher 2020, as neural-tangents writes it) with
-  ``arctan2(S12, delta) = arcsin(S12 / sqrt((S11 + 1)(S22 + 1)))``."""
-  # Factors of x alone (cov1) or x' alone (cov2) multiply a full jet one at a time (a row,
-  # then a column: fewer coefficient products than their outer product would take).
+  """GELU (Tsuchida & Gallagher 2020, as neural-tangents writes it) in the correlation
+  ``rho = S12 r1 r2``, ``r_i = (1 + S_ii)^(-1/2)``: with ``delta^2 = (1 + S11)(1 + S22) - S12^2
+  = (1 - rho^2) / (r1 r2)^2``, ``g = (1 - rho^2)^(-1/2)`` and ``s = 1 / g``,
+
+    arctan2(S12, delta) = arcsin(rho),
+    (S12^2 + delta^2 S11 S22) / ((1 + S11)(1 + S22) delta) = r1 r2 (g - s + s S11 S22)
+                                                            (rho^2 g = g - s),
+    S12 (delta^-3 + ((1 - S11 S22) r1^2 r2^2 + 1) / delta)
+        = rho ((g^3 + g - g S11 S22) r1^2 r2^2 + g),
+
+  so one set of powers of ``rho`` gives every function of the pair (no powers of
+  ``delta^2``), and factors of ``x`` alone or ``x'`` alone multiply full jets as a row,
+  then a column."""
   root1, inv1 = jets.powers(cov1 + 1, (-0.5, -1.0))
   root2, inv2 = jets.powers(cov2 + 1, (-0.5, -1.0))
-  nngp2 = nngp * nngp
-  delta2 = (cov1 + 1) * (cov2 + 1) - nngp2
-  inv_delta, inv_delta3 = jets.powers(delta2, (-0.5, -1.5))
-  angle, _ = jets.asin_and_derivative(nngp * root1 * root2)
-  new = (nngp2 + delta2 * cov1 * cov2) * inv1 * inv2 * inv_delta + nngp * angle
+  rho = nngp * root1 * root2
+  angle, roots = jets.arcsin_and_roots(rho, (-0.5, 0.5) + ((-1.5,) if ntk is not None else ()))
+  g, s = roots[:2]
+  new = (g - s + s * cov1 * cov2) * root1 * root2 + nngp * angle
   new = new * (1 / (2 * np.pi)) + 0.25 * nngp
 
   def diag(v):
     inv_v1 = jets.power(v + 1, -1.0)
-    ang = jets.asin_and_derivative(v * inv_v1)[0]
+    ang = jets.arcsin_and_roots(v * inv_v1)[0]
     out = v * inv_v1 * jets.power(1 + 2 * v, -0.5) + ang * 0.5
     return (out * (1 / np.pi) + 0.25) * v
   new_ntk = None
   if ntk is not None:
-    # (delta^-2 + (1 - S11 S22) / ((1 + S11)(1 + S22)) + 1) S12 / delta
-    rank_one = inv1 * inv2 - (cov1 * inv1) * (cov2 * inv2) + 1
-    first = nngp * (inv_delta3 + rank_one * inv_delta) * (1 / (2 * np.pi))
+    first = rho * ((roots[2] + g - g * cov1 * cov2) * inv1 * inv2 + g) * (1 / (2 * np.pi))
     new_ntk = ntk * (first + 0.25 + angle * (1 / (2 * np.pi)))
   return new, diag(cov1), diag(cov2), new_ntk
 

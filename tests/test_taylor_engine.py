@@ -165,8 +165,9 @@ JET_ROUNDING = 1000  # |error| <= JET_ROUNDING eps magnitude (theory/jet_referen
 
 
 @pytest.mark.parametrize("activation, depth, T, terms, dim", [
-    ("erf", 2, BIH, ROTATED_BIHARMONIC, 2), ("sin", 4, BEAM, (((1.0,), 1.0),), 1)],
-    ids=["erf-depth2-biharmonic", "sin-depth4-beam"])
+    ("erf", 2, BIH, ROTATED_BIHARMONIC, 2), ("sin", 4, BEAM, (((1.0,), 1.0),), 1),
+    ("gelu", 2, BEAM, (((1.0,), 1.0),), 1)],
+    ids=["erf-depth2-biharmonic", "sin-depth4-beam", "gelu-depth2-beam"])
 def test_order_8_matches_taylor_mode_on_neural_tangents(activation, depth, T, terms, dim):
   """``T_x T_x' K`` at total order 8 against jet's univariate series of neural-tangents'
   ``kernel_fn`` along joint directions, mixed coefficients by polarization (9 angles,
