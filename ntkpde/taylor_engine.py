@@ -43,13 +43,15 @@ SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
 SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.5, 1/2.40.., 0.5)
 # Jets of total order A + B >= LAYER_LOOP_MIN_ORDER at depth >= LAYER_LOOP_MIN_DEPTH run layers
 # 2 .. depth in a loop of one compiled layer; otherwise the layers are unrolled. Measured
-# (2-core CPU, N = 256, order 8, emitters chosen as below; docs/benchmarks.md, "XLA's fusion
-# emitters"): unrolled, depth 3 compiled as fast or faster than the loop and ran 1.1-7x faster
-# (erf biharmonic 5.5 s / 0.89 s per call against 10.1 s / 1.69 s); at depth 4 gelu took 31 s
-# to a first call unrolled against 11-16 s with the loop, and sin 10.5-11.3 s against 8.0 s.
-# Below order 7 the loop body fuses worse (Lap x Lap at depth 3: 16x plain against 3.9x).
+# (2-core CPU, N = 256, order 8, emitters chosen as below; docs/benchmarks.md, "Session 7"):
+# unrolled, depth 4 reached its first call as fast or faster than the loop for erf and sin
+# (beam 3.1-3.7 s against 4.5-5.3 s, biharmonic 5.4-6.3 s against 5.7-6.4 s) and ran 1.2-7x
+# faster; gelu took 10-15 s against 9-10 s but ran 1.3-6x faster. Beyond depth 4 the
+# unrolled program keeps growing (the older emitters compile super-linearly beyond ~10,000
+# products). Below order 7 the loop body fuses worse (Lap x Lap at depth 3: 16x plain
+# against 3.9x).
 LAYER_LOOP_MIN_ORDER = 7
-LAYER_LOOP_MIN_DEPTH = 4
+LAYER_LOOP_MIN_DEPTH = 5
 # A core whose largest straight-line region (outside kept loop bodies) has at least this many
 # full-size coefficient products (jets.counting) is compiled with XLA's older CPU fusion
 # emitters (_compat.older_fusion_emitters): the default emitters compile one fusion of that

@@ -172,7 +172,8 @@ def test_order_8_matches_taylor_mode_on_neural_tangents(activation, depth, T, te
   """``T_x T_x' K`` at total order 8 against jet's univariate series of neural-tangents'
   ``kernel_fn`` along joint directions, mixed coefficients by polarization (9 angles,
   condition number 51), within ``JET_ROUNDING eps`` times the route's rounding magnitude.
-  Depth 4 runs the layer loop (order >= 7), depth 2 the unrolled layers."""
+  (The layer loop, from depth ``LAYER_LOOP_MIN_DEPTH``, is checked against these unrolled
+  layers below.)"""
   net = ntkpde.mlp(depth, activation=activation)
   rng = np.random.default_rng(1)
   x1, x2 = rng.uniform(-1, 1, (4, dim)), rng.uniform(-1, 1, (3, dim))
