@@ -64,6 +64,13 @@ LAYER_LOOP_MIN_DEPTH = 5
 # 1,232 (gelu depth 2, Lap x u_xxx). A loop body XLA keeps is a region of its own
 # (jets.loop_body). The threshold is a measured heuristic, not a law.
 OLDER_EMITTERS_MIN_PRODUCTS = 1600
+# Direction pairs are written out (not looped) while pairs x products per pair is at most
+# this: XLA then fuses and shares their work, where a loop body runs 1.3-7x slower per pair.
+# Measured (N = 256, idle 2-core CPU, steady state / plain kernel, loop -> written out, first
+# call in parentheses): Lap x Lap erf depth 2 3.5x -> 2.5x (0.8 -> 1.1 s), gelu depth 3
+# (4,676 products) 25x -> 7.4x (2.7 -> 3.8 s); biharmonic x biharmonic erf depth 1 (8,208)
+# 18x -> 14x but 1.1 -> 4.0 s, depth 2 102x -> 24x but 2.3 -> 15 s.
+PAIR_UNROLL_MAX_PRODUCTS = 5000
 # Feature dot products of at most this many features are written as sums of outer products
 # (fused by XLA into the work that consumes them; with the identity map, the row and column
 # structure of p's first coefficients: depth-3 sin u_xxxx x u_xxxx in 2-D 25 -> 7-9 ms, depth-1
@@ -507,12 +514,18 @@ class CompiledCore:
   """A jitted core compiled once per input shapes and device, with XLA's older CPU fusion
   emitters when its traced program has a straight-line region of at least
   :data:`OLDER_EMITTERS_MIN_PRODUCTS` full-size products (``.largest``: that count for the
-  last program compiled). Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is
-  the plain jitted function, compiled by the enclosing transformation."""
+  last program compiled). ``looped`` runs the direction pairs in a loop of one body; where
+  ``pairs`` times that body's products is at most :data:`PAIR_UNROLL_MAX_PRODUCTS`,
+  ``unrolled`` (every pair written out) is compiled instead (``.unrolled``: whether the last
+  program was). Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is the
+  jitted loop, compiled by the enclosing transformation."""
 
-  def __init__(self, fn: Callable):
-    self.jitted = jax.jit(fn)
+  def __init__(self, looped: Callable, unrolled: Optional[Callable] = None, pairs: int = 1):
+    self.jitted = jax.jit(looped)
+    self._unrolled = None if unrolled is None else jax.jit(unrolled)
+    self.pairs = pairs
     self.largest = None
+    self.unrolled = False
     self._compiled = {}
 
   def __call__(self, *args):
@@ -523,6 +536,11 @@ class CompiledCore:
     if compiled is None:
       with jets.counting() as count:
         lowered = self.jitted.lower(*args)
+      self.unrolled = (self._unrolled is not None
+                       and self.pairs * count.largest <= PAIR_UNROLL_MAX_PRODUCTS)
+      if self.unrolled:
+        with jets.counting() as count:
+          lowered = self._unrolled.lower(*args)
       self.largest = count.largest
       older = count.largest >= OLDER_EMITTERS_MIN_PRODUCTS
       compiled = lowered.compile(_compat.older_fusion_emitters() if older else None)
@@ -540,6 +558,7 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
   u_all = np.asarray(dirs1, dtype=np.float64)
   v_all = np.asarray(dirs2, dtype=np.float64)
   n_v = len(dirs2)
+  pairs = len(dirs1) * n_v
   order = (max(degrees[0], default=0), max(degrees[1], default=0))
 
   def one(x1, x2, w1, w2, u, v):
@@ -550,16 +569,20 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
         total = total + w1[k][:, None] * w2[l][None, :] * j[(k, l)]
     return jnp.broadcast_to(total, (x1.shape[0], x2.shape[0]))
 
-  def core(x1, x2, om1, om2):
-    pairs = len(dirs1) * n_v
+  def unrolled(x1, x2, om1, om2):
+    return sum(one(x1, x2, om1[i // n_v], om2[i % n_v], jnp.asarray(u_all[i // n_v]),
+                   jnp.asarray(v_all[i % n_v])) for i in range(pairs))
+
+  def looped(x1, x2, om1, om2):
     if pairs == 1:
-      return one(x1, x2, om1[0], om2[0], jnp.asarray(u_all[0]), jnp.asarray(v_all[0]))
+      return unrolled(x1, x2, om1, om2)
 
     def body(i, acc):
       iu, iv = i // n_v, i % n_v
       return acc + one(x1, x2, om1[iu], om2[iv], jnp.asarray(u_all)[iu], jnp.asarray(v_all)[iv])
-    return jax.lax.fori_loop(0, pairs, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
-  return CompiledCore(core)
+    with jets.loop_body():
+      return jax.lax.fori_loop(0, pairs, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
+  return CompiledCore(looped, unrolled if pairs > 1 else None, pairs)
 
 
 def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,

@@ -208,6 +208,28 @@ def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
   assert max_rel(loop, unrolled) < RTOL_PLAIN
 
 
+def test_direction_pairs_written_out_equal_the_pair_loop(monkeypatch, points):
+  """Small programs write the direction pairs out (``PAIR_UNROLL_MAX_PRODUCTS``), large
+  ones loop over them; both give the same kernel to rounding (the arithmetic is checked
+  against nested jvp above)."""
+  net = ntkpde.mlp(2, activation="sin", W_std=1.1)  # a structure no other test compiles
+  x1, x2 = points
+  form = taylor_engine.directional_form(LAP)
+
+  def lap_lap():
+    values = np.asarray(ntkpde.operator_kernel(net.kernel_fn, LAP, LAP, method="taylor")(x1, x2))
+    return values, taylor_engine.core_for(net.kernel_fn.structure, None, form, form, "ntk")
+  taylor_engine.compiled_core.cache_clear()
+  written_out, core = lap_lap()
+  assert core.unrolled and core.pairs == 4
+  monkeypatch.setattr(taylor_engine, "PAIR_UNROLL_MAX_PRODUCTS", 0)
+  taylor_engine.compiled_core.cache_clear()
+  looped, core = lap_lap()
+  taylor_engine.compiled_core.cache_clear()
+  assert not core.unrolled
+  assert max_rel(written_out, looped) < RTOL_PLAIN
+
+
 def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
   """A core whose traced program has a straight-line region of at least
   ``OLDER_EMITTERS_MIN_PRODUCTS`` full-size jet products (depth-2 beam, layers unrolled)
