@@ -175,13 +175,13 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
 
 
 def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
-  """A line before compilations measured to take over ~5 s on an idle 2-core CPU
-  (docs/benchmarks.md, "XLA's fusion emitters"): total order >= 7 at depth >= 3 (4-10 s),
-  and for gelu order >= 7 from depth 2 (6.5-16 s) and order >= 5 at depth >= 4 (8 s)."""
+  """A line before compilations measured to take over ~5 s on an idle 2-core CPU, N = 256
+  (docs/benchmarks.md, "Session 7"): total order >= 7 at depth >= 4 (5.6-6.7 s), and for
+  gelu order >= 7 from depth 3 (6-20 s) and order >= 4 at depth >= 4 (4.3-6.4 s)."""
   total, depth = T.order + S.order, structure.depth
   gelu = structure.activation == "gelu"
-  if (total >= 7 and depth >= 3) or (gelu and ((total >= 7 and depth >= 2)
-                                                or (total >= 5 and depth >= 4))):
+  if (total >= 7 and depth >= 4) or (gelu and ((total >= 7 and depth >= 3)
+                                                or (total >= 4 and depth >= 4))):
     warnings.warn(f"T_x S_x' K with T = {T}, S = {S} (total order {total}, "
                   f"{structure.activation}, depth {depth}): the first call compiles "
                   f"for 5-20 s on a CPU, once per input shape.",

@@ -327,14 +327,14 @@ def test_compilation_cache_setting(tmp_path):
 
 def test_slow_taylor_compilations_warn_before_they_start():
   """Nothing is compiled here: the notice comes when the kernel function is built."""
-  with pytest.warns(UserWarning, match="total order 8, erf, depth 3.*compiles"):
-    ntkpde.operator_kernel(ntkpde.mlp(3).kernel_fn, BEAM)
-  with pytest.warns(UserWarning, match="total order 8, gelu, depth 2.*compiles"):
-    ntkpde.operator_kernel(ntkpde.mlp(2, activation="gelu").kernel_fn, BEAM)
+  with pytest.warns(UserWarning, match="total order 8, erf, depth 4.*compiles"):
+    ntkpde.operator_kernel(ntkpde.mlp(4).kernel_fn, BEAM)
+  with pytest.warns(UserWarning, match="total order 8, gelu, depth 3.*compiles"):
+    ntkpde.operator_kernel(ntkpde.mlp(3, activation="gelu").kernel_fn, BEAM)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    ntkpde.operator_kernel(ntkpde.mlp(2).kernel_fn, BEAM)  # about 3 s since 2026-12-07
-    ntkpde.operator_kernel(ntkpde.mlp(1, activation="gelu").kernel_fn, BEAM)
+    ntkpde.operator_kernel(ntkpde.mlp(3).kernel_fn, BEAM)  # about 3 s since 2026-12-07
+    ntkpde.operator_kernel(ntkpde.mlp(2, activation="gelu").kernel_fn, BEAM)
 
 
 def test_gpu_benchmark_smoke_run(tmp_path):
