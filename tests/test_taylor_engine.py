@@ -114,14 +114,16 @@ def test_direction_weights_are_exact():
     ("x*(u_xxxx + 2*u_xxyy + u_yyyy) + 3*u_xx - u_xxx + u_y + u", XY, 3),
     ("u_xxxx + 2*u_xxyy + u_yyyy + u_xyy", XY, 3), ("u_xxxxxx + 3*u_xxxxyy + 3*u_xxyyyy + u_yyyyyy", XY, 4),
     ("u_xxxx + u_yyyy + u_zzzz + 2*u_xxyy + 2*u_yyzz + 2*u_xxzz", ("x", "y", "z"), 6),
-    ("u_xxxx + u_yyyy + u_zzzz + 2*u_xxyy + 2*u_yyzz + 2*u_xxzz + u_xy - u_z", ("x", "y", "z"), 6)])
+    ("u_xxxx + u_yyyy + u_zzzz + 2*u_xxyy + 2*u_yyzz + 2*u_xxzz + u_xy - u_z", ("x", "y", "z"), 6),
+    ("u_xxxx + u_yyyy + u_zzzz + 2*u_xxyy + 2*u_yyzz + 2*u_xxzz + u_xxx", ("x", "y", "z"), 7)])
 def test_directional_form_reproduces_the_operator(text, coords, count):
   """``sum_u sum_k omega_{u,k}(x) (u . grad)^k`` equals ``T`` symbol by symbol, to rounding
   (exact where the directions are integers, test_direction_weights_are_exact), with fewer
-  directions than one full set per mixed term (5, 5, 5, 5, 7, 12 and 12); the symbol
+  directions than one full set per mixed term (5, 5, 5, 5, 7, 12, 12 and 12); the symbol
   is compared at random points, coefficients included; a top-degree
   Laplacian power takes a spherical design (3 directions at 60 degrees, the icosahedron's
-  6 axes, 4 at 45 degrees), lower-degree terms its directions where they span them."""
+  6 axes, 4 at 45 degrees), lower-degree terms its directions where they span them and
+  integer ones where not (``u_xxx`` beside the 3-D design: 7 directions against 9 integer ones)."""
   op = parse(text, coords)
   form = taylor_engine.directional_form(op)
   assert len(form.directions) == count
