@@ -136,6 +136,31 @@ class Jet:
 
   __rmul__ = __mul__
 
+  def square(self) -> "Jet":
+    """``self * self`` with each pair of distinct coefficients multiplied once:
+    ``(a^2)_m = sum_k a_k^2 [2k = m] + 2 sum_{k < k'} a_k a_k' [k + k' = m]``."""
+    a_max, b_max = self.order
+    items = sorted(self.coeffs.items())
+    diagonal: Dict[Key, jnp.ndarray] = {}
+    cross: Dict[Key, jnp.ndarray] = {}
+    products = []
+    for i, ((k1, l1), a) in enumerate(items):
+      for j in range(i, len(items)):
+        (k2, l2), b = items[j]
+        key = (k1 + k2, l1 + l2)
+        if key[0] <= a_max and key[1] <= b_max:
+          product = a * b
+          target = diagonal if j == i else cross
+          target[key] = target[key] + product if key in target else product
+          if _COUNTS:
+            products.append(product)
+    if _COUNTS:
+      _count(products)
+    out = dict(diagonal)
+    for key, value in cross.items():
+      out[key] = out[key] + 2.0 * value if key in out else 2.0 * value
+    return Jet(out, self.order)
+
   def __truediv__(self, other):
     if isinstance(other, Jet):
       return self * power(other, -1.0)
@@ -152,14 +177,13 @@ class Jet:
 
 def _powers(a: Jet, n: int):
   """``[a~, a~^2, .., a~^n]`` with ``a~ = a - a_00``, stopping where the powers vanish
-  (``a~^j`` has no terms of total degree below ``j``)."""
+  (``a~^j`` has no terms of total degree below ``j``); even powers are squares."""
   rest = Jet({k: v for k, v in a.coeffs.items() if k != (0, 0)}, a.order)
-  out = []
-  term = rest
-  while len(out) < n and term.coeffs:
-    out.append(term)
-    term = term * rest
-  return out
+  out = [rest] if rest.coeffs and n else []
+  while len(out) < n and out[-1].coeffs:
+    j = len(out) + 1  # a~^j: the square of a~^(j/2) (half the products), else a~^(j-1) a~
+    out.append(out[j // 2 - 1].square() if j % 2 == 0 else out[-1] * rest)
+  return [term for term in out if term.coeffs]
 
 
 def _compose(a: Jet, derivatives: Sequence, powers=None) -> Jet:

@@ -234,7 +234,7 @@ def test_direction_pairs_written_out_equal_the_pair_loop(monkeypatch, points):
 
 def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
   """A core whose traced program has a straight-line region of at least
-  ``OLDER_EMITTERS_MIN_PRODUCTS`` full-size jet products (depth-2 beam, layers unrolled)
+  ``OLDER_EMITTERS_MIN_PRODUCTS`` full-size jet products (depth-3 beam, layers unrolled)
   compiles with XLA's older CPU fusion emitters, a smaller one (depth 1) with the default
   ones; the values equal those of the default emitters to rounding (the arithmetic itself
   is checked against nested jvp and finite differences above; this checks the code
@@ -258,11 +258,11 @@ def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(mon
 
   _, small = beam_kernel(1)
   assert small < taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS and not calls
-  older, large = beam_kernel(2)
+  older, large = beam_kernel(3)
   assert large >= taylor_engine.OLDER_EMITTERS_MIN_PRODUCTS and calls
   monkeypatch.setattr(taylor_engine, "OLDER_EMITTERS_MIN_PRODUCTS", float("inf"))
   taylor_engine.compiled_core.cache_clear()
-  default, _ = beam_kernel(2)
+  default, _ = beam_kernel(3)
   taylor_engine.compiled_core.cache_clear()
   assert max_rel(older, default) < RTOL_PLAIN
 
