@@ -176,7 +176,7 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
 
 def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
   """A line before compilations measured to take over ~5 s on an idle 2-core CPU, N = 256
-  (docs/benchmarks.md, "Session 7"): total order >= 7 at depth >= 4 (5.6-6.7 s), and for
+  (docs/benchmarks.md, "Session 7"): total order >= 7 at depth >= 4 (5.5-6.4 s), and for
   gelu order >= 7 from depth 3 (6-20 s) and order >= 4 at depth >= 4 (4.3-6.4 s)."""
   total, depth = T.order + S.order, structure.depth
   gelu = structure.activation == "gelu"
