@@ -66,7 +66,8 @@ LAYER_LOOP_MIN_DEPTH = 5
 # (jets.loop_body). The threshold is a measured heuristic, not a law.
 OLDER_EMITTERS_MIN_PRODUCTS = 1600
 # Direction pairs are written out (not looped) while pairs x products per pair is at most
-# this: XLA then fuses and shares their work, where a loop body runs 1.3-7x slower per pair.
+# this: a loop body runs 1.3-7x slower per pair than straight-line pairs (not shared work:
+# theory/taylor_engine.md, section 3b).
 # Measured (N = 256, idle 2-core CPU, steady state / plain kernel, loop -> written out, first
 # call in parentheses): Lap x Lap erf depth 2 3.5x -> 2.5x (0.8 -> 1.1 s), gelu depth 3
 # (4,676 products) 25x -> 7.4x (2.7 -> 3.8 s); biharmonic x biharmonic erf depth 1 (8,208)
