@@ -119,47 +119,38 @@ class Jet:
   def __mul__(self, other):
     if not isinstance(other, Jet):
       return Jet({k: v * other for k, v in self.coeffs.items()}, self.order)
-    a_max, b_max = self.order
-    out: Dict[Key, jnp.ndarray] = {}
-    products = []
-    for (k1, l1), a in self.coeffs.items():
-      for (k2, l2), b in other.coeffs.items():
-        key = (k1 + k2, l1 + l2)
-        if key[0] <= a_max and key[1] <= b_max:
-          product = a * b
-          out[key] = out[key] + product if key in out else product
-          if _COUNTS:
-            products.append(product)
-    if _COUNTS:
-      _count(products)
-    return Jet(out, self.order)
+    return Jet(self._accumulate((x, y) for x in self.coeffs.items()
+                                for y in other.coeffs.items()), self.order)
 
   __rmul__ = __mul__
 
   def square(self) -> "Jet":
     """``self * self`` with each pair of distinct coefficients multiplied once:
     ``(a^2)_m = sum_k a_k^2 [2k = m] + 2 sum_{k < k'} a_k a_k' [k + k' = m]``."""
-    a_max, b_max = self.order
     items = sorted(self.coeffs.items())
-    diagonal: Dict[Key, jnp.ndarray] = {}
-    cross: Dict[Key, jnp.ndarray] = {}
-    products = []
-    for i, ((k1, l1), a) in enumerate(items):
-      for j in range(i, len(items)):
-        (k2, l2), b = items[j]
-        key = (k1 + k2, l1 + l2)
-        if key[0] <= a_max and key[1] <= b_max:
-          product = a * b
-          target = diagonal if j == i else cross
-          target[key] = target[key] + product if key in target else product
-          if _COUNTS:
-            products.append(product)
-    if _COUNTS:
-      _count(products)
-    out = dict(diagonal)
+    out = self._accumulate((x, x) for x in items)
+    cross = self._accumulate((items[i], items[j]) for i in range(len(items))
+                             for j in range(i + 1, len(items)))
     for key, value in cross.items():
       out[key] = out[key] + 2.0 * value if key in out else 2.0 * value
     return Jet(out, self.order)
+
+  def _accumulate(self, pairs) -> Dict[Key, jnp.ndarray]:
+    """``{k + k': sum a b}`` over ``pairs`` of coefficient items ``((k, a), (k', b))`` within
+    the order, counting the full-size products (:func:`counting`)."""
+    a_max, b_max = self.order
+    out: Dict[Key, jnp.ndarray] = {}
+    products = []
+    for ((k1, l1), a), ((k2, l2), b) in pairs:
+      key = (k1 + k2, l1 + l2)
+      if key[0] <= a_max and key[1] <= b_max:
+        product = a * b
+        out[key] = out[key] + product if key in out else product
+        if _COUNTS:
+          products.append(product)
+    if _COUNTS:
+      _count(products)
+    return out
 
   def __truediv__(self, other):
     if isinstance(other, Jet):

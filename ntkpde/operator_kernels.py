@@ -129,14 +129,15 @@ def _kernel(kernel_fn: Callable, get: str) -> Callable:
 
 @functools.lru_cache(maxsize=256)
 def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: str) -> Callable:
-  if t.order + s.order >= SLOW_COMPILE_ORDER:
+  slow = t.order + s.order >= SLOW_COMPILE_ORDER
+  if slow:
     warnings.warn(f"T_x S_x' K with T = {t}, S = {s} differentiates the kernel to total order "
                   f"{t.order + s.order}: compiling it takes from several seconds (order 6) to "
                   f"minutes (order 8) on a CPU, once per operator pair and input shape.",
                   stacklevel=3)
   # From order 6 on, XLA's older CPU fusion emitters compile this program faster and run it
   # about 3x faster (depth-2 erf u_xxx x u_xxx: 7 s and 25x plain against 13 s and 108x).
-  options = _compat.older_fusion_emitters() if t.order + s.order >= SLOW_COMPILE_ORDER else None
+  options = _compat.older_fusion_emitters() if slow else None
   return _compat.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0), options)
 
 
@@ -175,9 +176,9 @@ def _check_total_order(method: str, T: LinearOperator, S: LinearOperator, force:
 
 
 def _warn_slow_taylor(structure, T: LinearOperator, S: LinearOperator) -> None:
-  """A line before compilations measured to take over ~5 s on an idle 2-core CPU, N = 256
-  (docs/benchmarks.md, "Session 7"): total order >= 7 at depth >= 4 (5.5-6.4 s), and for
-  gelu order >= 7 from depth 3 (6-20 s) and order >= 4 at depth >= 4 (4.3-6.4 s)."""
+  """A line before compilations measured to take about 5 s or more on an idle 2-core CPU,
+  N = 256 (docs/benchmarks.md, "Session 7"): total order >= 7 at depth >= 4 (5.5-6.4 s),
+  and for gelu order >= 7 from depth 3 (6-20 s) and order >= 4 at depth >= 4 (4.3-6.4 s)."""
   total, depth = T.order + S.order, structure.depth
   gelu = structure.activation == "gelu"
   if (total >= 7 and depth >= 4) or (gelu and ((total >= 7 and depth >= 3)
