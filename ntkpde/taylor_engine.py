@@ -419,7 +419,7 @@ def _design_form(op):
            for b in _compositions(m, d)}
   lead = tuple(k * int(i == 0) for i in range(d))
   if set(top) != set(power) or any(
-      sympy.simplify(top[a][1] - power[a] * top[lead][1]) != 0 for a in power):
+      sympy.expand(top[a][1] - power[a] * top[lead][1]) != 0 for a in power):
     return None
   dirs, w = design
   dirs, weights = list(dirs), [[(k, top[lead][0], w)] for _ in dirs]
@@ -529,6 +529,29 @@ class CompiledCore:
     self.largest = None
     self.unrolled = False
     self._compiled = {}
+    self._decisions = {}  # (shapes, dtype) -> (unrolled, largest)
+
+  def lower(self, *args):
+    """The program this core compiles for ``args`` (loop or pairs written out), lowered;
+    sets ``.unrolled`` and ``.largest``. Products are counted while JAX traces, which it
+    does once per shapes and dtype (a later ``lower``, e.g. for another device, reuses
+    the trace), so the decision is kept per shapes and dtype."""
+    signature = (tuple(jnp.shape(a) for a in args), args[0].dtype)
+    if signature not in self._decisions:
+      with jets.counting() as count:
+        lowered = self.jitted.lower(*args)
+      unrolled = (self._unrolled is not None
+                  and self.pairs * count.largest <= PAIR_UNROLL_MAX_PRODUCTS)
+      if unrolled:
+        with jets.counting() as count:
+          lowered = self._unrolled.lower(*args)
+      self._decisions[signature] = (unrolled, count.largest)
+    else:
+      lowered = None
+    self.unrolled, self.largest = self._decisions[signature]
+    if lowered is None:
+      lowered = (self._unrolled if self.unrolled else self.jitted).lower(*args)
+    return lowered
 
   def __call__(self, *args):
     if any(_compat.is_tracer(a) for a in args):
@@ -536,15 +559,8 @@ class CompiledCore:
     key = (tuple(jnp.shape(a) for a in args), args[0].dtype, frozenset(args[0].devices()))
     compiled = self._compiled.get(key)
     if compiled is None:
-      with jets.counting() as count:
-        lowered = self.jitted.lower(*args)
-      self.unrolled = (self._unrolled is not None
-                       and self.pairs * count.largest <= PAIR_UNROLL_MAX_PRODUCTS)
-      if self.unrolled:
-        with jets.counting() as count:
-          lowered = self._unrolled.lower(*args)
-      self.largest = count.largest
-      older = count.largest >= OLDER_EMITTERS_MIN_PRODUCTS
+      lowered = self.lower(*args)
+      older = self.largest >= OLDER_EMITTERS_MIN_PRODUCTS
       compiled = lowered.compile(_compat.older_fusion_emitters() if older else None)
       self._compiled[key] = compiled
     return compiled(*args)

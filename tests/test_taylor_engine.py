@@ -227,8 +227,13 @@ def test_direction_pairs_written_out_equal_the_pair_loop(monkeypatch, points):
   monkeypatch.setattr(taylor_engine, "PAIR_UNROLL_MAX_PRODUCTS", 0)
   taylor_engine.compiled_core.cache_clear()
   looped, core = lap_lap()
-  taylor_engine.compiled_core.cache_clear()
   assert not core.unrolled
+  # Lowering the same shapes again (another device) reuses JAX's trace, which counts no
+  # products: the decision made on the first trace must stand.
+  x = jax.numpy.zeros((8, 2))
+  core.lower(x, x, taylor_engine.omegas(form, LAP, x), taylor_engine.omegas(form, LAP, x))
+  taylor_engine.compiled_core.cache_clear()
+  assert not core.unrolled and core.largest > 0
   assert max_rel(written_out, looped) < RTOL_PLAIN
 
 
