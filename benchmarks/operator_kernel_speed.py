@@ -174,7 +174,7 @@ def engine_program(kernel_fn, T, S, n, d):
   lowered = core.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
   cost = lowered.compile(_compat.older_fusion_emitters()).cost_analysis()  # compiles fast
   cost = cost[0] if isinstance(cost, list) else cost
-  pairs = 1 if core.unrolled else len(f1.directions) * len(f2.directions)
+  pairs = 1 if core.layout == "written out" else len(f1.directions) * len(f2.directions)
   return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / n ** 2
 
 

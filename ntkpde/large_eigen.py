@@ -65,7 +65,8 @@ class TiledKernelMatrix:
     if coords is not None and x.shape[1] != len(coords):
       raise ValueError(f"points must have shape (N, {len(coords)}) for the kernel's coordinates "
                        f"{list(coords)}, got {x.shape}.")
-    tile = default_tile() if tile is None else tile
+    if tile is None:
+      tile = getattr(kernel, "tile", None) or default_tile()
     if int(tile) < 1:
       raise ValueError(f"tile must be >= 1, got {tile}.")
     self.points, self.n, self.tile = x, x.shape[0], min(int(tile), x.shape[0])
@@ -135,7 +136,8 @@ def top_eigenvalues(kernel: Callable, points, k: int, block: Optional[int] = Non
   ``r_j`` (``j <= k``) is ``<= tol * theta_1``. Each pass costs one evaluation of
   the upper triangle of tiles (fewer when they fit in ``cache_bytes``).
   ``vectors=True`` also returns the Ritz vectors (of the weighted matrix when
-  ``weights`` are given). ``tile`` defaults to
+  ``weights`` are given). ``tile`` defaults to the kernel's own (``kernel.tile``, chosen
+  by :func:`ntkpde.operator_kernel` for its route), else to
   :func:`ntkpde.operator_kernels.default_tile` (from device memory); the tiles are
   spread over every visible JAX device (:class:`TiledKernelMatrix`).
   """

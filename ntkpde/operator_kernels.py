@@ -53,6 +53,12 @@ GETS = ("ntk", "nngp")
 # biharmonic, Taylor engine, depth 1) and 410 B (Lap x Lap, Taylor engine, depth 3),
 # independent of the tile size.
 TILE_BYTES_PER_ENTRY = 512
+# The same for the Taylor engine's cores. Written out, their pairs fuse into kernels with
+# 1-3 B of temporaries per entry; looped or stacked (many pairs of high order), the loop
+# keeps the pair-independent values of every layer: 329-667 B (erf biharmonic x biharmonic,
+# depths 2-4, pair loop), 731-947 B (erf depth 4, 2-D and 3-D, stacked), 979 B (gelu depth
+# 4, 3-D Lap x Lap), 1,116-1,778 B (gelu depths 3-4, biharmonic, 2-D and 3-D) at N = 256.
+TAYLOR_TILE_BYTES_PER_ENTRY = 2048
 CPU_TILE_BUDGET = 2 << 30    # bytes for the tiles in flight on a device that reports no memory
 DEVICE_MEMORY_FRACTION = 0.25  # of a device's free memory, for the tiles in flight
 MAX_TILE = 8192
@@ -73,11 +79,11 @@ MAX_TOTAL_ORDER = 8
 GRAM_PEAK_FACTOR = 1.1
 
 
-def _tile_for(budget: float) -> int:
+def _tile_for(budget: float, bytes_per_entry: int = TILE_BYTES_PER_ENTRY) -> int:
   """The largest power of two from 64 to ``MAX_TILE`` whose two tiles in flight
-  (``2 * TILE_BYTES_PER_ENTRY * tile^2`` bytes) fit in ``budget``."""
+  (``2 * bytes_per_entry * tile^2`` bytes) fit in ``budget``."""
   tile = 64
-  while 2 * tile <= MAX_TILE and 2 * TILE_BYTES_PER_ENTRY * (2 * tile) ** 2 <= budget:
+  while 2 * tile <= MAX_TILE and 2 * bytes_per_entry * (2 * tile) ** 2 <= budget:
     tile *= 2
   return tile
 
@@ -85,17 +91,20 @@ def _tile_for(budget: float) -> int:
 DEFAULT_TILE = _tile_for(CPU_TILE_BUDGET)   # 1024
 
 
-def default_tile() -> int:
-  """Tile side for the visible devices: where JAX reports device memory
-  (``device.memory_stats()``, GPUs) from ``DEVICE_MEMORY_FRACTION`` of the smallest free
-  memory (``bytes_limit - bytes_in_use``); else (CPU) ``DEFAULT_TILE``, from the 2 GiB
-  ``CPU_TILE_BUDGET``. Two tiles per device are in flight (:func:`device_tiles`)."""
+def default_tile(bytes_per_entry: int = TILE_BYTES_PER_ENTRY) -> int:
+  """Tile side for the visible devices, for kernels of ``bytes_per_entry`` working memory:
+  where JAX reports device memory (``device.memory_stats()``, GPUs) from
+  ``DEVICE_MEMORY_FRACTION`` of the smallest free memory (``bytes_limit - bytes_in_use``);
+  else (CPU) from the 2 GiB ``CPU_TILE_BUDGET`` (``DEFAULT_TILE`` = 1024 for
+  ``TILE_BYTES_PER_ENTRY``, 512 for the Taylor engine's ``TAYLOR_TILE_BYTES_PER_ENTRY``).
+  Two tiles per device are in flight (:func:`device_tiles`)."""
   free = []
   for device in jax.local_devices():
     stats = device.memory_stats()
     if stats and "bytes_limit" in stats:
       free.append(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-  return _tile_for(DEVICE_MEMORY_FRACTION * min(free)) if free else DEFAULT_TILE
+  budget = DEVICE_MEMORY_FRACTION * min(free) if free else CPU_TILE_BUDGET
+  return _tile_for(budget, bytes_per_entry)
 
 
 class NonFiniteKernelError(FloatingPointError):
@@ -339,8 +348,8 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
   ``NonFiniteKernelError`` naming ``what`` if any entry is NaN or inf. Without
   ``x2`` and with ``T == S`` the matrix is symmetric: half the tiles are computed.
   ``fn(a, b)`` is a JAX function of two equally padded blocks of points; it is kept as
-  ``evaluate.tile_fn`` (with ``evaluate.coords``) for callers that schedule their own
-  tiles (:mod:`ntkpde.large_eigen`)."""
+  ``evaluate.tile_fn`` (with ``evaluate.coords`` and ``evaluate.tile``) for callers that
+  schedule their own tiles (:mod:`ntkpde.large_eigen`)."""
   def evaluate(x1, x2=None, out=None):
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
@@ -358,7 +367,7 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
           f"{what}: {bad} of {out.size} entries are NaN or inf. Check that the activation "
           f"is smooth enough for the operators and that the inputs are in range.")
     return out
-  evaluate.tile_fn, evaluate.coords = fn, T.coords
+  evaluate.tile_fn, evaluate.coords, evaluate.tile = fn, T.coords, int(tile)
   return evaluate
 
 
@@ -372,15 +381,16 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
   ``K`` is ``kernel_fn(., ., get)`` with ``get`` in ``("ntk", "nngp")``; ``S``
   defaults to ``T``. Inputs are ``(n, d)`` arrays over ``T.coords``. The returned
   function's ``.method`` is the route: ``method=None`` chooses it (:func:`route`),
-  ``"taylor"`` (``ntkpde.mlp`` kernels only) or ``"nested-jvp"`` forces one. Raises ``ValueError``
+  ``"taylor"`` (``ntkpde.mlp`` kernels only) or ``"nested-jvp"`` forces one; ``.tile`` is
+  the tile side (``tile=None``: :func:`default_tile` for the route's working memory, 1024
+  on CPU for nested jvp, 512 for the Taylor engine). Raises ``ValueError``
   before any work for a ReLU-family kernel under an operator of order >= 1, for a
   total order above ``MAX_TOTAL_ORDER`` unless ``force=True``, and for badly shaped
   inputs; ``NonFiniteKernelError`` for NaN/inf.
   """
   if get not in GETS:
     raise ValueError(f"get must be one of {GETS}, got {get!r}.")
-  tile = default_tile() if tile is None else tile
-  S = check_operator_pair(T, S, tile)
+  S = check_operator_pair(T, S, 1 if tile is None else tile)
   _check_operator_order(kernel_fn, T, S)
   smoothness.check_kernel_fn(kernel_fn, get, T.dim, T.order + S.order,
                              f"T_x S_x' K with T = {T}, S = {S}")
@@ -398,6 +408,8 @@ def operator_kernel(kernel_fn: Callable, T: LinearOperator, S: Optional[LinearOp
     fn = taylor_engine.operator_kernel_fn(kernel_fn.structure, kernel_fn.input_map, T, S, get)
   else:
     fn = _compiled(kernel_fn, T, S, get)
+  if tile is None:
+    tile = default_tile(TAYLOR_TILE_BYTES_PER_ENTRY if method == "taylor" else TILE_BYTES_PER_ENTRY)
   evaluate = tiled_evaluator(fn, T, S, tile, f"T_x S_x' K with T = {T}, S = {S}")
   evaluate.method = method
   return evaluate

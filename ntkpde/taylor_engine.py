@@ -513,45 +513,53 @@ def _pair_jet(s, input_map, get, x1, x2, u, v, order):
 
 
 class CompiledCore:
-  """A jitted core compiled once per input shapes and device, with XLA's older CPU fusion
-  emitters when its traced program has a straight-line region of at least
-  :data:`OLDER_EMITTERS_MIN_PRODUCTS` full-size products (``.largest``: that count for the
-  last program compiled). ``looped`` runs the direction pairs in a loop of one body; where
-  ``pairs`` times that body's products is at most :data:`PAIR_UNROLL_MAX_PRODUCTS`,
-  ``unrolled`` (every pair written out) is compiled instead (``.unrolled``: whether the last
-  program was). Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is the
-  jitted loop, compiled by the enclosing transformation."""
+  """A jitted core compiled once per input shapes and device, in one of three layouts of the
+  direction pairs, chosen per input shapes from the full-size products of one pair
+  (:func:`jets.counting`, counted on one trace of the pair that every layout reuses):
 
-  def __init__(self, looped: Callable, unrolled: Optional[Callable] = None, pairs: int = 1):
-    self.jitted = jax.jit(looped)
-    self._unrolled = None if unrolled is None else jax.jit(unrolled)
+  - ``"written out"``: every pair in straight-line code, while ``pairs`` x products is at
+    most :data:`PAIR_UNROLL_MAX_PRODUCTS` (a loop body runs 1.3-7x slower per pair);
+  - ``"stacked"``: a pair of at least :data:`OLDER_EMITTERS_MIN_PRODUCTS` products, every
+    pair's result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and then summed,
+    compiled with XLA's older CPU fusion emitters. Their kernel checks at run time whether
+    its output overlaps its inputs; a loop that accumulates into its carry in place fails
+    that check and runs the scalar fallback (1.1-1.7x slower; accumulating per direction
+    ``u`` was as slow);
+  - ``"loop"``: otherwise a ``fori_loop`` that accumulates the pairs, with the default
+    emitters (which compile such a body well and run it 2.8x faster than the older ones).
+
+  A written-out program of at least :data:`OLDER_EMITTERS_MIN_PRODUCTS` products also takes
+  the older emitters. ``.layout`` and ``.largest`` (the largest straight-line region that
+  decided the emitters) describe the last program compiled. Called on tracers (inside
+  ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop, compiled by the enclosing
+  transformation."""
+
+  def __init__(self, layouts: dict, pair_args: Callable, one_pair: Callable, pairs: int):
+    self._layouts = {name: jax.jit(f) for name, f in layouts.items()}
+    self.jitted = self._layouts["loop"]
+    self._pair_args, self._one_pair = pair_args, one_pair
     self.pairs = pairs
-    self.largest = None
-    self.unrolled = False
+    self.layout, self.largest = None, None
     self._compiled = {}
-    self._decisions = {}  # (shapes, dtype) -> (unrolled, largest)
+    self._decisions = {}  # (shapes, dtype) -> (layout, largest)
+
+  def _decide(self, args):
+    with jets.counting() as count:
+      jax.eval_shape(self._one_pair, *self._pair_args(*args))
+    per_pair = count.largest
+    if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
+      return "written out", self.pairs * per_pair
+    return ("stacked" if per_pair >= OLDER_EMITTERS_MIN_PRODUCTS else "loop"), per_pair
 
   def lower(self, *args):
-    """The program this core compiles for ``args`` (loop or pairs written out), lowered;
-    sets ``.unrolled`` and ``.largest``. Products are counted while JAX traces, which it
-    does once per shapes and dtype (a later ``lower``, e.g. for another device, reuses
-    the trace), so the decision is kept per shapes and dtype."""
+    """The program this core compiles for ``args``, lowered; sets ``.layout`` and
+    ``.largest``. The decision is kept per shapes and dtype: JAX traces a pair once per
+    shapes and dtype, so a later trace (e.g. for another device) counts nothing."""
     signature = (tuple(jnp.shape(a) for a in args), args[0].dtype)
     if signature not in self._decisions:
-      with jets.counting() as count:
-        lowered = self.jitted.lower(*args)
-      unrolled = (self._unrolled is not None
-                  and self.pairs * count.largest <= PAIR_UNROLL_MAX_PRODUCTS)
-      if unrolled:
-        with jets.counting() as count:
-          lowered = self._unrolled.lower(*args)
-      self._decisions[signature] = (unrolled, count.largest)
-    else:
-      lowered = None
-    self.unrolled, self.largest = self._decisions[signature]
-    if lowered is None:
-      lowered = (self._unrolled if self.unrolled else self.jitted).lower(*args)
-    return lowered
+      self._decisions[signature] = self._decide(args)
+    self.layout, self.largest = self._decisions[signature]
+    return self._layouts[self.layout].lower(*args)
 
   def __call__(self, *args):
     if any(_compat.is_tracer(a) for a in args):
@@ -575,10 +583,10 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
   drops the work of the last layer that no other coefficient needs."""
   u_all = np.asarray(dirs1, dtype=np.float64)
   v_all = np.asarray(dirs2, dtype=np.float64)
-  n_v = len(dirs2)
-  pairs = len(dirs1) * n_v
+  n_u, n_v = len(dirs1), len(dirs2)
   order = (max(degrees[0], default=0), max(degrees[1], default=0))
 
+  @jax.jit  # traced once per shapes; every layout below calls this trace
   def one(x1, x2, w1, w2, u, v):
     j = _pair_jet(s, input_map, get, x1, x2, u, v, order)
     total = 0.0
@@ -587,20 +595,25 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
         total = total + w1[k][:, None] * w2[l][None, :] * j[(k, l)]
     return jnp.broadcast_to(total, (x1.shape[0], x2.shape[0]))
 
-  def unrolled(x1, x2, om1, om2):
-    return sum(one(x1, x2, om1[i // n_v], om2[i % n_v], jnp.asarray(u_all[i // n_v]),
-                   jnp.asarray(v_all[i % n_v])) for i in range(pairs))
+  def pair(x1, x2, om1, om2, iu, iv):
+    return one(x1, x2, om1[iu], om2[iv], jnp.asarray(u_all)[iu], jnp.asarray(v_all)[iv])
 
-  def looped(x1, x2, om1, om2):
-    if pairs == 1:
-      return unrolled(x1, x2, om1, om2)
+  def written_out(x1, x2, om1, om2):
+    return sum(pair(x1, x2, om1, om2, iu, iv) for iu in range(n_u) for iv in range(n_v))
 
+  def loop(x1, x2, om1, om2):
     def body(i, acc):
-      iu, iv = i // n_v, i % n_v
-      return acc + one(x1, x2, om1[iu], om2[iv], jnp.asarray(u_all)[iu], jnp.asarray(v_all)[iv])
-    with jets.loop_body():
-      return jax.lax.fori_loop(0, pairs, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
-  return CompiledCore(looped, unrolled if pairs > 1 else None, pairs)
+      return acc + pair(x1, x2, om1, om2, i // n_v, i % n_v)
+    return jax.lax.fori_loop(0, n_u * n_v, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
+
+  def stacked(x1, x2, om1, om2):
+    return jax.lax.map(lambda i: pair(x1, x2, om1, om2, i // n_v, i % n_v), jnp.arange(n_u * n_v)).sum(0)
+
+  def pair_args(x1, x2, om1, om2):
+    return x1, x2, om1[0], om2[0], u_all[0], v_all[0]
+  layouts = {"written out": written_out, "loop": loop if n_u * n_v > 1 else written_out,
+             "stacked": stacked}
+  return CompiledCore(layouts, pair_args, one, n_u * n_v)
 
 
 def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import ntkpde
-from ntkpde import operator_kernels
+from ntkpde import large_eigen, operator_kernels
 from ntkpde.operators import identity, parse
 
 ROUNDING = 2e-13
@@ -204,12 +204,23 @@ def test_tiles_spread_over_several_devices_give_identical_values(tmp_path):
 
 
 def test_tile_size_from_device_memory(monkeypatch):
-  """CPU reports no memory: the 2 GiB budget gives 1024. A device reporting memory gets
-  the largest power of two whose two tiles in flight fit a quarter of its free memory."""
+  """CPU reports no memory: the 2 GiB budget gives 1024 (512 for the Taylor engine, whose
+  looped cores keep more per entry). A device reporting memory gets the largest power of
+  two whose two tiles in flight fit a quarter of its free memory. ``operator_kernel``
+  takes its route's tile, and ``large_eigen`` the kernel's."""
   k = operator_kernels
   assert k.default_tile() == k.DEFAULT_TILE == 1024
   assert 2 * k.TILE_BYTES_PER_ENTRY * 1024 ** 2 <= k.CPU_TILE_BUDGET < \
       2 * k.TILE_BYTES_PER_ENTRY * 2048 ** 2
+  assert k.default_tile(k.TAYLOR_TILE_BYTES_PER_ENTRY) == 512
+  lap = parse("u_xx + u_yy", ("x", "y"))
+  taylor = ntkpde.operator_kernel(ntkpde.mlp(1, activation="erf").kernel_fn, lap, method="taylor")
+  nested = ntkpde.operator_kernel(ntkpde.mlp(1, activation="erf").kernel_fn, lap,
+                                  method="nested-jvp")
+  assert (taylor.tile, nested.tile) == (512, 1024)
+  points = np.zeros((600, 2))
+  assert large_eigen.TiledKernelMatrix(taylor, points).tile == 512
+  assert large_eigen.TiledKernelMatrix(nested, points).tile == 600
 
   class Gpu:
     platform = "gpu"
@@ -220,11 +231,14 @@ def test_tile_size_from_device_memory(monkeypatch):
     def memory_stats(self):
       return self.stats
   gib = 2 ** 30
-  for devices, tile in (([Gpu(60 * gib, 0)], 2048), ([Gpu(130 * gib, 2 * gib)], 4096),
-                        ([Gpu(130 * gib, 0), Gpu(20 * gib, 12 * gib)], 1024),
-                        ([Gpu(gib // 64, 0)], 64), ([Gpu(10 ** 15, 0)], k.MAX_TILE)):
+  for devices, tile, taylor in (([Gpu(60 * gib, 0)], 2048, 1024),
+                                ([Gpu(130 * gib, 2 * gib)], 4096, 2048),
+                                ([Gpu(130 * gib, 0), Gpu(20 * gib, 12 * gib)], 1024, 512),
+                                ([Gpu(gib // 64, 0)], 64, 64),
+                                ([Gpu(10 ** 15, 0)], k.MAX_TILE, k.MAX_TILE)):
     monkeypatch.setattr(jax, "local_devices", lambda devices=devices: devices)
     assert k.default_tile() == tile
+    assert k.default_tile(k.TAYLOR_TILE_BYTES_PER_ENTRY) == taylor
 
 
 @pytest.mark.parametrize("method", ["nested-jvp", "taylor"])

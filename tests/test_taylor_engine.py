@@ -210,9 +210,10 @@ def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
   assert max_rel(loop, unrolled) < RTOL_PLAIN
 
 
-def test_direction_pairs_written_out_equal_the_pair_loop(monkeypatch, points):
+def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   """Small programs write the direction pairs out (``PAIR_UNROLL_MAX_PRODUCTS``), large
-  ones loop over them; both give the same kernel to rounding (the arithmetic is checked
+  ones loop over them, and pairs of at least ``OLDER_EMITTERS_MIN_PRODUCTS`` products are
+  stacked and summed; all three give the same kernel to rounding (the arithmetic is checked
   against nested jvp above)."""
   net = ntkpde.mlp(2, activation="sin", W_std=1.1)  # a structure no other test compiles
   x1, x2 = points
@@ -223,18 +224,24 @@ def test_direction_pairs_written_out_equal_the_pair_loop(monkeypatch, points):
     return values, taylor_engine.core_for(net.kernel_fn.structure, None, form, form, "ntk")
   taylor_engine.compiled_core.cache_clear()
   written_out, core = lap_lap()
-  assert core.unrolled and core.pairs == 4
+  assert core.layout == "written out" and core.pairs == 4
   monkeypatch.setattr(taylor_engine, "PAIR_UNROLL_MAX_PRODUCTS", 0)
   taylor_engine.compiled_core.cache_clear()
   looped, core = lap_lap()
-  assert not core.unrolled
+  assert core.layout == "loop"
   # Lowering the same shapes again (another device) reuses JAX's trace, which counts no
   # products: the decision made on the first trace must stand.
   x = jax.numpy.zeros((8, 2))
   core.lower(x, x, taylor_engine.omegas(form, LAP, x), taylor_engine.omegas(form, LAP, x))
   taylor_engine.compiled_core.cache_clear()
-  assert not core.unrolled and core.largest > 0
+  assert core.layout == "loop" and core.largest > 0
   assert max_rel(written_out, looped) < RTOL_PLAIN
+  monkeypatch.setattr(taylor_engine, "OLDER_EMITTERS_MIN_PRODUCTS", 0)
+  taylor_engine.compiled_core.cache_clear()
+  stacked, core = lap_lap()
+  taylor_engine.compiled_core.cache_clear()
+  assert core.layout == "stacked"
+  assert max_rel(written_out, stacked) < RTOL_PLAIN
 
 
 def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
