@@ -63,8 +63,12 @@ LAYER_LOOP_MIN_DEPTH = 5
 # biharmonic) 85 s -> 9.2 s. Below, both compile in under 3.5 s and the default emitters run
 # 1.4-4x faster: 1,200-1,300 (loop bodies at depth 4; erf and sin u_xxx x u_xxx at depth 3),
 # 1,232 (gelu depth 2, Lap x u_xxx). A loop body XLA keeps is a region of its own
-# (jets.loop_body). The threshold is a measured heuristic, not a law.
-OLDER_EMITTERS_MIN_PRODUCTS = 1600
+# (jets.loop_body). A direction pair of this size is also where the pair loop turns into
+# stacked pairs (CompiledCore): erf depth-2 biharmonic (1,556 products per pair), default
+# emitters in a loop 4.4-6.3 s / 45 ms, older ones stacked 2.0 s / 63 ms; sin (1,349) 2.1 s /
+# 23 ms against 1.9 s / 54 ms stays in the loop. The threshold is a measured heuristic, not
+# a law.
+OLDER_EMITTERS_MIN_PRODUCTS = 1500
 # Direction pairs are written out (not looped) while pairs x products per pair is at most
 # this: a loop body runs 1.3-7x slower per pair than straight-line pairs (not shared work:
 # theory/taylor_engine.md, section 3b).
@@ -73,6 +77,11 @@ OLDER_EMITTERS_MIN_PRODUCTS = 1600
 # (4,676 products) 25x -> 7.4x (2.7 -> 3.8 s); biharmonic x biharmonic erf depth 1 (8,208)
 # 18x -> 14x but 1.1 -> 4.0 s, depth 2 102x -> 24x but 2.3 -> 15 s.
 PAIR_UNROLL_MAX_PRODUCTS = 5000
+# Pairs of OLDER_EMITTERS_MIN_PRODUCTS up to this many products are stacked rather than
+# looped (CompiledCore). Measured (N = 256, idle 2-core CPU, older emitters, loop ->
+# stacked; theory/taylor_engine.md, section 3c): biharmonic gelu depth 3 (4,950 products)
+# 762 -> 589 ms, depth 4 (6,748) 1,435 -> 2,267 ms.
+STACKED_MAX_PRODUCTS = 6000
 # Feature dot products of at most this many features are written as sums of outer products
 # (fused by XLA into the work that consumes them; with the identity map, the row and column
 # structure of p's first coefficients: depth-3 sin u_xxxx x u_xxxx in 2-D 25 -> 7-9 ms, depth-1
@@ -519,14 +528,17 @@ class CompiledCore:
 
   - ``"written out"``: every pair in straight-line code, while ``pairs`` x products is at
     most :data:`PAIR_UNROLL_MAX_PRODUCTS` (a loop body runs 1.3-7x slower per pair);
-  - ``"stacked"``: a pair of at least :data:`OLDER_EMITTERS_MIN_PRODUCTS` products, every
-    pair's result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and then summed,
-    compiled with XLA's older CPU fusion emitters. Their kernel checks at run time whether
+  - ``"stacked"``: a pair of :data:`OLDER_EMITTERS_MIN_PRODUCTS` to
+    :data:`STACKED_MAX_PRODUCTS` products, every pair's result stacked (``lax.map``;
+    ``pairs`` x 8 bytes per entry) and then summed, compiled with XLA's older CPU fusion
+    emitters. Their kernel checks at run time whether
     its output overlaps its inputs; a loop that accumulates into its carry in place fails
     that check and runs the scalar fallback (1.1-1.7x slower; accumulating per direction
     ``u`` was as slow);
   - ``"loop"``: otherwise a ``fori_loop`` that accumulates the pairs, with the default
-    emitters (which compile such a body well and run it 2.8x faster than the older ones).
+    emitters below :data:`OLDER_EMITTERS_MIN_PRODUCTS` (which compile such a body well and
+    run it 2.8x faster than the older ones), and the older ones above
+    :data:`STACKED_MAX_PRODUCTS` (where stacking was slower).
 
   A written-out program of at least :data:`OLDER_EMITTERS_MIN_PRODUCTS` products also takes
   the older emitters. ``.layout`` and ``.largest`` (the largest straight-line region that
@@ -549,7 +561,8 @@ class CompiledCore:
     per_pair = count.largest
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
       return "written out", self.pairs * per_pair
-    return ("stacked" if per_pair >= OLDER_EMITTERS_MIN_PRODUCTS else "loop"), per_pair
+    stacked = OLDER_EMITTERS_MIN_PRODUCTS <= per_pair <= STACKED_MAX_PRODUCTS
+    return ("stacked" if stacked else "loop"), per_pair
 
   def lower(self, *args):
     """The program this core compiles for ``args``, lowered; sets ``.layout`` and
