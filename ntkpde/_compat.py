@@ -188,17 +188,17 @@ def _linearize_flat(fn_flat, *primals, has_aux=False):
   return list(out.vals), [_Known(z) for z in out_zeros], jaxpr, consts
 
 
-def in_place_loop_jit_kwargs() -> dict:
-  """Extra ``jax.jit`` arguments for a compiled loop that updates its donated carry in place.
+def in_place_loop_options() -> Optional[dict]:
+  """``compiler_options`` for a compiled loop that updates its donated carry in place, or
+  ``None`` off the CPU.
 
   On CPU, XLA's default copy insertion copies every large loop-carried buffer once per
   iteration; its region-based analysis (``xla_cpu_copy_insertion_use_region_analysis``)
   drops those copies (about 10% of DLAB-5's training step at width 4096,
-  docs/benchmarks.md). Empty on other backends and where ``jax.jit`` takes no
-  ``compiler_options``."""
-  if jax.default_backend() != "cpu" or "compiler_options" not in inspect.signature(jax.jit).parameters:
-    return {}
-  return {"compiler_options": {"xla_cpu_copy_insertion_use_region_analysis": True}}
+  docs/benchmarks.md)."""
+  if jax.default_backend() != "cpu":
+    return None
+  return {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
 @functools.lru_cache(maxsize=1)
@@ -226,11 +226,12 @@ def is_tracer(x) -> bool:
   return isinstance(x, jax.core.Tracer)
 
 
-def jit(fn, compiler_options: Optional[dict] = None):
-  """``jax.jit(fn)`` compiled with ``compiler_options`` where ``jax.jit`` takes them."""
+def jit(fn, compiler_options: Optional[dict] = None, **jit_kwargs):
+  """``jax.jit(fn, **jit_kwargs)`` compiled with ``compiler_options`` where ``jax.jit``
+  takes them (this module's ``*_options`` helpers give them for the backend)."""
   if compiler_options and "compiler_options" in inspect.signature(jax.jit).parameters:
-    return jax.jit(fn, compiler_options=compiler_options)
-  return jax.jit(fn)
+    return jax.jit(fn, compiler_options=compiler_options, **jit_kwargs)
+  return jax.jit(fn, **jit_kwargs)
 
 
 _JET_LOCK = threading.RLock()

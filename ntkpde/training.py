@@ -122,8 +122,8 @@ def _compiled_advance(apply_fn: Callable, ops: tuple, groups: tuple, optimizer: 
       return jax.tree_util.tree_map(jnp.add, q, u), s
     return jax.lax.fori_loop(0, count, body, (p, state))
   # Parameters and state are updated in place: donated, and no per-step copy of each
-  # weight matrix (_compat.in_place_loop_jit_kwargs).
-  return (init, jax.jit(advance, donate_argnums=(0, 1), **_compat.in_place_loop_jit_kwargs()),
+  # weight matrix (_compat.in_place_loop_options).
+  return (init, _compat.jit(advance, _compat.in_place_loop_options(), donate_argnums=(0, 1)),
           jax.jit(residuals), jax.jit(apply_fn))
 
 
