@@ -26,6 +26,7 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import jax.numpy as jnp
+from jax import lax
 
 Key = Tuple[int, int]
 
@@ -196,6 +197,21 @@ def _degree(a: Jet) -> int:
   return (a.order[0] if any(ks) else 0) + (a.order[1] if any(ls) else 0)
 
 
+def real_power(x, exponent: float):
+  """``x ** exponent`` for an array. A half-integer ``exponent`` is an integer power of
+  ``sqrt(x)`` (``x^(-1/2) = 1 / sqrt(x)``, correctly rounded divisions and roots): XLA's
+  CPU backend vectorises those, where a general power is a scalar ``pow`` call per
+  element (gaussian depth-4 ``u_xxx x u_xxx``: 10.8 -> 4.0 ms at N = 256)."""
+  twice = 2 * exponent
+  if twice != int(twice):
+    return x ** exponent
+  n = int(twice)
+  if n % 2 == 0:
+    return lax.integer_pow(x, n // 2)
+  root = jnp.sqrt(x)
+  return root * lax.integer_pow(x, n // 2) if n > 0 else lax.integer_pow(x, (n + 1) // 2) / root
+
+
 def power(a, exponent: float):
   """``a ** exponent``; ``g^(j)(a0) = exponent (exponent - 1) .. (exponent - j + 1) a0^(exponent - j)``."""
   return powers(a, (exponent,))[0]
@@ -204,14 +220,14 @@ def power(a, exponent: float):
 def powers(a, exponents: Sequence[float]) -> Tuple:
   """``(a ** e for e in exponents)``, sharing the powers ``a~^j`` (:func:`power`)."""
   if not isinstance(a, Jet):
-    return tuple(a ** e for e in exponents)
+    return tuple(real_power(a, e) for e in exponents)
   a0 = a.constant
   inv = 1.0 / a0
   n = _degree(a)
   shared = _powers(a, n)
   out = []
   for exponent in exponents:
-    d = [a0 ** exponent]
+    d = [real_power(a0, exponent)]
     for j in range(1, n + 1):
       d.append(d[-1] * ((exponent - j + 1) * inv))
     out.append(_compose(a, d, shared))
@@ -245,13 +261,13 @@ def arcsin_and_roots(a, exponents: Sequence[float] = ()) -> Tuple:
   ``(1 - u^2) h^(j+1) = (2j + m) u h^(j) + j (j - 1 + m) h^(j-1)``. ``arcsin' = h`` with
   ``m = 1``."""
   if not isinstance(a, Jet):
-    return jnp.arcsin(a), tuple((1.0 - a * a) ** e for e in exponents)
+    return jnp.arcsin(a), tuple(real_power(1.0 - a * a, e) for e in exponents)
   u = a.constant
   inv = 1.0 / (1.0 - u * u)
   n = _degree(a)
 
   def derivatives(m, count):
-    h = [inv ** (m / 2)]
+    h = [real_power(inv, m / 2)]
     if count > 1:
       h.append(m * u * h[0] * inv)
     for j in range(1, count - 1):

@@ -95,6 +95,18 @@ def test_matches_nested_jvp_up_to_order_6(activation, depth, map_name):
     assert max_rel(engine(x1, x2), nested(x1, x2)) < RTOL_ROUTES, name
 
 
+@pytest.mark.parametrize("exponent", [-2.5, -1.5, -1.0, -0.5, 0.5, 1.5, 2.5, 0.3])
+def test_real_power_is_numpy_power_to_rounding(exponent):
+  """Half-integer powers as integer powers of ``sqrt(x)`` (vectorised on CPU) against
+  NumPy's ``pow``: each of the <= 2 |exponent| + 2 correctly rounded operations adds at
+  most half an ulp, so (|exponent| + 2) eps bounds the relative error; other exponents
+  fall back to ``pow``."""
+  from ntkpde import jets
+  x = np.random.default_rng(3).uniform(1e-3, 1e3, 4096)
+  got = np.asarray(jax.jit(lambda v: jets.real_power(v, exponent))(x))
+  assert np.max(np.abs(got / np.power(x, exponent) - 1)) <= (abs(exponent) + 2) * np.finfo(float).eps
+
+
 def test_direction_weights_are_exact():
   """``sum_u w_u (u . grad)^k = D^alpha`` as polynomials (the symbol with grad -> z),
   with and without directions preferred by other terms."""
