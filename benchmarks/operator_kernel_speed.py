@@ -214,7 +214,8 @@ def orders_table(activations, depths, pairs, n, repeats, json_path, report):
 
 def _with_threshold(op, minimum):
   """``op`` compiling (on its first call per shape) with ``OLDER_EMITTERS_MIN_PRODUCTS``
-  set to ``minimum``: 0 forces the older fusion emitters, infinity the default ones."""
+  set to ``minimum``: 0 forces the older fusion emitters, infinity the default ones, where
+  the pairs are written out (stacked and looped pairs follow ``STACKED_*_PRODUCTS``)."""
   from ntkpde import taylor_engine
 
   def call(a, b):
@@ -243,11 +244,13 @@ def emitters_table(activations, depths, pairs, n, repeats, json_path, report):
     taylor_engine.compiled_core.cache_clear()
     timings = timed_interleaved({"plain": (plain, repeats), **{k: (op, repeats)
                                  for k, op in ops.items()}}, (x, x), repeats)
-    largest = cores["default"].largest
+    core = cores["default"]
+    older = (core.largest >= threshold * core.older_scale if core.layout == "written out"
+             else core.older)
     row = {"activation": activation, "depth": depth, "pair": name,
            "order": T.order + S.order, "n": n, "plain_s": timings["plain"][1],
-           "largest_region_products": largest, "engine_takes":
-           "older" if largest >= threshold else "default",
+           "layout": core.layout, "largest_region_products": core.largest,
+           "engine_takes": "older" if older else "default",
            "rel_diff": rel_diff(timings["older"][3], timings["default"][3])}
     for label in ops:
       row[f"{label}_first_s"], row[f"{label}_steady_s"] = timings[label][:2]

@@ -53,22 +53,21 @@ SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.
 # against 3.9x).
 LAYER_LOOP_MIN_ORDER = 7
 LAYER_LOOP_MIN_DEPTH = 5
-# A core whose largest straight-line region (outside kept loop bodies) has at least this many
-# full-size coefficient products (jets.counting) is compiled with XLA's older CPU fusion
-# emitters (_compat.older_fusion_emitters): the default emitters compile one fusion of that
-# size super-linearly. Measured (N = 256, idle 2-core CPU, first call with the default
-# emitters -> older; docs/benchmarks.md, "XLA's fusion emitters"): 1,648 products (gaussian
-# depth 4, u_xxx x u_xxx) 5.9 s, 1,720 (sin, the same) 5.9 s -> 2.0 s, 1,770 (erf, the same)
-# 8.0 s -> 2.5 s, 2,112 (erf depth 2, biharmonic) 8.4 s -> 3.1 s, 6,158 (gelu depth 2,
-# biharmonic) 85 s -> 9.2 s. Below, both compile in under 3.5 s and the default emitters run
-# 1.4-4x faster: 1,200-1,300 (loop bodies at depth 4; erf and sin u_xxx x u_xxx at depth 3),
-# 1,232 (gelu depth 2, Lap x u_xxx). A loop body XLA keeps is a region of its own
-# (jets.loop_body). A direction pair of this size is also where the pair loop turns into
-# stacked pairs (CompiledCore): erf depth-2 biharmonic (1,556 products per pair), default
-# emitters in a loop 4.4-6.3 s / 45 ms, older ones stacked 2.0 s / 63 ms; sin (1,349) 2.1 s /
-# 23 ms against 1.9 s / 54 ms stays in the loop. The threshold is a measured heuristic, not
-# a law.
-OLDER_EMITTERS_MIN_PRODUCTS = 1500
+# A written-out core whose largest straight-line region has at least this many full-size
+# coefficient products (jets.counting) is compiled with XLA's older CPU fusion emitters
+# (_compat.older_fusion_emitters); gaussian kernels from OLDER_EMITTERS_SCALE times as many.
+# The default emitters compile one fusion of that size super-linearly and, from depth 4 (gelu
+# from depth 2), run it up to 10x slower. Measured with half-integer powers as square roots
+# (N = 256, 2-core CPU, first call / steady state, default -> older emitters;
+# docs/benchmarks.md, "Session 8"): u_xxx x u_xxx sin depth 4 (1,343 products) 3.7 s /
+# 46.5 ms -> 1.1 s / 4.3 ms, erf depth 4 (1,380) 4.5 s / 8.3 ms -> 1.5 s / 7.5 ms, gelu
+# depth 2 (1,455) 4.9 s / 65.9 ms -> 1.5 s / 6.8 ms; the 1-d beam, gelu depth 2 (3,152)
+# 32.4 s / 409 ms -> 3.3 s / 10.9 ms. From 974 to 1,468 products at depths 1-3 both are within
+# 0.6 s and 1.4x of each other. gaussian runs 3-4x slower under the older emitters up to
+# about 1,500 products (depth-4 u_xxx x u_xxx, 1,475: 3.5 -> 14.2 ms) and faster from about
+# 2,000 (depth-4 Lap x Lap, 2,008: 28.4 -> 20.3 ms). The thresholds are measured heuristics.
+OLDER_EMITTERS_MIN_PRODUCTS = 1300
+OLDER_EMITTERS_SCALE = {"gaussian": 1.5}
 # Direction pairs are written out (not looped) while pairs x products per pair is at most
 # this: a loop body runs 1.3-7x slower per pair than straight-line pairs (not shared work:
 # theory/taylor_engine.md, section 3b).
@@ -77,10 +76,15 @@ OLDER_EMITTERS_MIN_PRODUCTS = 1500
 # (4,676 products) 25x -> 7.4x (2.7 -> 3.8 s); biharmonic x biharmonic erf depth 1 (8,208)
 # 18x -> 14x but 1.1 -> 4.0 s, depth 2 102x -> 24x but 2.3 -> 15 s.
 PAIR_UNROLL_MAX_PRODUCTS = 5000
-# Pairs of OLDER_EMITTERS_MIN_PRODUCTS up to this many products are stacked rather than
-# looped (CompiledCore). Measured (N = 256, idle 2-core CPU, older emitters, loop ->
-# stacked; theory/taylor_engine.md, section 3c): biharmonic gelu depth 3 (4,950 products)
-# 762 -> 589 ms, depth 4 (6,748) 1,435 -> 2,267 ms.
+# Looped direction pairs of STACKED_MIN_PRODUCTS to STACKED_MAX_PRODUCTS products are stacked
+# and compiled with the older emitters; below, they loop with the default emitters, above,
+# with the older ones (CompiledCore; theory/taylor_engine.md, section 3c). Measured (N = 256,
+# 2-core CPU, biharmonic x biharmonic, first call / steady state): erf depth 2 (1,556
+# products per pair) looped, default emitters 4.4-6.3 s / 39-45 ms, stacked 2.0-2.3 s /
+# 60-63 ms; sin depth 2 (1,349) 2.1 s / 23 ms against 1.9 s / 54 ms; gelu depth 3 (4,950)
+# looped under the older emitters 762 ms, stacked 589 ms; depth 4 (6,748) 1,435 against
+# 2,267 ms.
+STACKED_MIN_PRODUCTS = 1500
 STACKED_MAX_PRODUCTS = 6000
 # Feature dot products of at most this many features are written as sums of outer products
 # (fused by XLA into the work that consumes them; with the identity map, the row and column
@@ -528,50 +532,53 @@ class CompiledCore:
 
   - ``"written out"``: every pair in straight-line code, while ``pairs`` x products is at
     most :data:`PAIR_UNROLL_MAX_PRODUCTS` (a loop body runs 1.3-7x slower per pair);
-  - ``"stacked"``: a pair of :data:`OLDER_EMITTERS_MIN_PRODUCTS` to
-    :data:`STACKED_MAX_PRODUCTS` products, every pair's result stacked (``lax.map``;
-    ``pairs`` x 8 bytes per entry) and then summed, compiled with XLA's older CPU fusion
-    emitters. Their kernel checks at run time whether
-    its output overlaps its inputs; a loop that accumulates into its carry in place fails
-    that check and runs the scalar fallback (1.1-1.7x slower; accumulating per direction
-    ``u`` was as slow);
+  - ``"stacked"``: a pair of :data:`STACKED_MIN_PRODUCTS` to :data:`STACKED_MAX_PRODUCTS`
+    products, every pair's result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and
+    then summed, compiled with XLA's older CPU fusion emitters. Their kernel checks at run
+    time whether its output overlaps its inputs; a loop that accumulates into its carry in
+    place fails that check and runs the scalar fallback (1.1-1.7x slower; accumulating per
+    direction ``u`` was as slow);
   - ``"loop"``: otherwise a ``fori_loop`` that accumulates the pairs, with the default
-    emitters below :data:`OLDER_EMITTERS_MIN_PRODUCTS` (which compile such a body well and
-    run it 2.8x faster than the older ones), and the older ones above
-    :data:`STACKED_MAX_PRODUCTS` (where stacking was slower).
+    emitters below :data:`STACKED_MIN_PRODUCTS` (which compile such a body well and run it
+    2.8x faster than the older ones), and the older ones above :data:`STACKED_MAX_PRODUCTS`
+    (where stacking was slower).
 
-  A written-out program of at least :data:`OLDER_EMITTERS_MIN_PRODUCTS` products also takes
-  the older emitters. ``.layout`` and ``.largest`` (the largest straight-line region that
-  decided the emitters) describe the last program compiled. Called on tracers (inside
+  A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
+  products (``older_scale`` times as many). ``.layout``, ``.largest`` (the products of the
+  program's largest straight-line region, or of one pair where they loop or are stacked) and
+  ``.older`` (whether the older emitters were taken) describe the last program compiled. Called on tracers (inside
   ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop, compiled by the enclosing
   transformation."""
 
-  def __init__(self, layouts: dict, pair_args: Callable, one_pair: Callable, pairs: int):
+  def __init__(self, layouts: dict, pair_args: Callable, one_pair: Callable, pairs: int,
+               older_scale: float = 1.0):
     self._layouts = {name: jax.jit(f) for name, f in layouts.items()}
     self.jitted = self._layouts["loop"]
     self._pair_args, self._one_pair = pair_args, one_pair
-    self.pairs = pairs
-    self.layout, self.largest = None, None
+    self.pairs, self.older_scale = pairs, older_scale
+    self.layout, self.largest, self.older = None, None, None
     self._compiled = {}
-    self._decisions = {}  # (shapes, dtype) -> (layout, largest)
+    self._decisions = {}  # (shapes, dtype) -> (layout, largest, older)
 
   def _decide(self, args):
     with jets.counting() as count:
       jax.eval_shape(self._one_pair, *self._pair_args(*args))
     per_pair = count.largest
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
-      return "written out", self.pairs * per_pair
-    stacked = OLDER_EMITTERS_MIN_PRODUCTS <= per_pair <= STACKED_MAX_PRODUCTS
-    return ("stacked" if stacked else "loop"), per_pair
+      largest = self.pairs * per_pair
+      return "written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS * self.older_scale
+    if STACKED_MIN_PRODUCTS <= per_pair <= STACKED_MAX_PRODUCTS:
+      return "stacked", per_pair, True
+    return "loop", per_pair, per_pair > STACKED_MAX_PRODUCTS
 
   def lower(self, *args):
-    """The program this core compiles for ``args``, lowered; sets ``.layout`` and
-    ``.largest``. The decision is kept per shapes and dtype: JAX traces a pair once per
+    """The program this core compiles for ``args``, lowered; sets ``.layout``, ``.largest``
+    and ``.older``. The decision is kept per shapes and dtype: JAX traces a pair once per
     shapes and dtype, so a later trace (e.g. for another device) counts nothing."""
     signature = (tuple(jnp.shape(a) for a in args), args[0].dtype)
     if signature not in self._decisions:
       self._decisions[signature] = self._decide(args)
-    self.layout, self.largest = self._decisions[signature]
+    self.layout, self.largest, self.older = self._decisions[signature]
     return self._layouts[self.layout].lower(*args)
 
   def __call__(self, *args):
@@ -581,8 +588,7 @@ class CompiledCore:
     compiled = self._compiled.get(key)
     if compiled is None:
       lowered = self.lower(*args)
-      older = self.largest >= OLDER_EMITTERS_MIN_PRODUCTS
-      compiled = lowered.compile(_compat.older_fusion_emitters() if older else None)
+      compiled = lowered.compile(_compat.older_fusion_emitters() if self.older else None)
       self._compiled[key] = compiled
     return compiled(*args)
 
@@ -626,7 +632,7 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
     return x1, x2, om1[0], om2[0], u_all[0], v_all[0]
   layouts = {"written out": written_out, "loop": loop if n_u * n_v > 1 else written_out,
              "stacked": stacked}
-  return CompiledCore(layouts, pair_args, one, n_u * n_v)
+  return CompiledCore(layouts, pair_args, one, n_u * n_v, OLDER_EMITTERS_SCALE.get(s.activation, 1.0))
 
 
 def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,

@@ -224,7 +224,7 @@ def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
 
 def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   """Small programs write the direction pairs out (``PAIR_UNROLL_MAX_PRODUCTS``), large
-  ones loop over them, and pairs of at least ``OLDER_EMITTERS_MIN_PRODUCTS`` products are
+  ones loop over them, and pairs of at least ``STACKED_MIN_PRODUCTS`` products are
   stacked and summed; all three give the same kernel to rounding (the arithmetic is checked
   against nested jvp above)."""
   net = ntkpde.mlp(2, activation="sin", W_std=1.1)  # a structure no other test compiles
@@ -248,11 +248,11 @@ def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   taylor_engine.compiled_core.cache_clear()
   assert core.layout == "loop" and core.largest > 0
   assert max_rel(written_out, looped) < RTOL_PLAIN
-  monkeypatch.setattr(taylor_engine, "OLDER_EMITTERS_MIN_PRODUCTS", 0)
+  monkeypatch.setattr(taylor_engine, "STACKED_MIN_PRODUCTS", 0)
   taylor_engine.compiled_core.cache_clear()
   stacked, core = lap_lap()
   taylor_engine.compiled_core.cache_clear()
-  assert core.layout == "stacked"
+  assert core.layout == "stacked" and core.older
   assert max_rel(written_out, stacked) < RTOL_PLAIN
 
 
