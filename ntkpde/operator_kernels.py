@@ -12,11 +12,11 @@ the returned function and in a log line of the ``ntkpde`` logger):
 * ``"taylor"``: kernels built by :func:`ntkpde.mlp` with a smooth activation carry
   their scalar structure ``K = F(x.x', |x|^2, |x'|^2)``; :mod:`ntkpde.taylor_engine`
   pushes truncated Taylor series through ``F`` (compiled program polynomial in the
-  order; theory/taylor_engine.md). Used at every order for erf, sigmoid_like and gelu,
-  and above total order ``NESTED_MAX_ORDER`` for sin, cos and gaussian (:func:`route`
+  order; theory/taylor_engine.md). Used at every order for erf, sigmoid_like, gelu and
+  gaussian, and above total order ``NESTED_MAX_ORDER`` for sin and cos (:func:`route`
   gives the measurements).
-* ``"nested-jvp"``: any other ``kernel_fn`` (a user's stax triple), and sin, cos and
-  gaussian ``ntkpde.mlp`` kernels up to total order ``NESTED_MAX_ORDER``, where it runs
+* ``"nested-jvp"``: any other ``kernel_fn`` (a user's stax triple), and sin and cos
+  ``ntkpde.mlp`` kernels up to total order ``NESTED_MAX_ORDER``, where it runs
   about as fast or faster: nested
   forward-mode ``jvp``s of the analytic ``kernel_fn``. Entry ``(a, b)`` of
   ``K(X1, X2)`` depends only on row ``a`` of ``X1`` and row ``b`` of ``X2``, so one
@@ -63,7 +63,7 @@ CPU_TILE_BUDGET = 2 << 30    # bytes for the tiles in flight on a device that re
 DEVICE_MEMORY_FRACTION = 0.25  # of a device's free memory, for the tiles in flight
 MAX_TILE = 8192
 NESTED_MAX_ORDER = 4    # the highest total order routed to nested jvp for known structures
-TAYLOR_AT_EVERY_ORDER = ("erf", "sigmoid_like", "gelu")  # activations that skip that rule
+TAYLOR_AT_EVERY_ORDER = ("erf", "sigmoid_like", "gelu", "gaussian")  # activations that skip it
 # Nested forward mode grows the compiled program about 3-4x per derivative order: first
 # calls of a depth-2 erf MLP kernel (2 CPU cores) took 4 s at total order 4, 9 s at 5,
 # 32-40 s at 6 and over 4 minutes at 8 (biharmonic on both sides) with XLA's default
@@ -159,10 +159,11 @@ def route(kernel_fn, T: LinearOperator, S: LinearOperator) -> str:
   kernel, docs/benchmarks.md "Route choice"): at ``Lap x Lap`` and ``(-Lap + I) x (-Lap + I)``,
   depths 1-3, the Taylor engine runs at 1.4-4.1x for erf (nested jvp 2.3-5.9x, N = 256 and
   1024), 1.4-3.0x for sigmoid_like (2.0-4.9x) and 3.7-10.6x for gelu (4.2-46x), and compiles
-  faster (erf depth 3: 2.0-2.3 s against 4.5-6.6 s). For sin, cos and gaussian at N = 256
-  nested jvp is as fast or up to 2x faster at total order <= 4 (sin at N = 1024 about
-  equal); above order 4 its compilation explodes (order 6: 5-14 s, order 8: not finished
-  after 375 s)."""
+  faster (erf depth 3: 2.0-2.3 s against 4.5-6.6 s). gaussian, since half-integer powers
+  are square roots (session 8, same cases at N = 256): 2.3-9.8x against 2.7-97x, first
+  calls 0.2-2.7 s against 0.2-6.1 s. For sin and cos at N = 256 nested jvp is as fast or
+  up to 2x faster at total order <= 4 (sin at N = 1024 about equal); above order 4 its
+  compilation explodes (order 6: 5-14 s, order 8: not finished after 375 s)."""
   structure = getattr(kernel_fn, "structure", None)
   if structure is None:
     return "nested-jvp"

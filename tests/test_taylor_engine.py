@@ -299,13 +299,14 @@ def test_generic_kernel_takes_the_nested_route_and_logs(caplog, points):
     generic = ntkpde.operator_kernel(net.kernel_fn, UX)
     known = ntkpde.operator_kernel(mlp.kernel_fn, UX, method="taylor")
   assert (generic.method, known.method) == ("nested-jvp", "taylor")
-  # Chosen automatically: Taylor for erf, sigmoid_like and gelu at every order; for the
-  # other activations nested jvp up to total order 4 (as fast or faster there), Taylor above.
+  # Chosen automatically: Taylor for erf, sigmoid_like, gelu and gaussian at every order;
+  # for sin and cos nested jvp up to total order 4 (as fast or faster there), Taylor above.
   sin = ntkpde.mlp(1, activation="sin")
   assert ntkpde.operator_kernel(mlp.kernel_fn, UX).method == "taylor"
   assert ntkpde.operator_kernel(sin.kernel_fn, UX).method == "nested-jvp"
   assert ntkpde.operator_kernel(sin.kernel_fn, parse("u_xxx", XY)).method == "taylor"
-  assert ntkpde.operator_kernel(ntkpde.mlp(1, activation="gelu").kernel_fn, UX).method == "taylor"
+  for activation in ("gelu", "gaussian"):
+    assert ntkpde.operator_kernel(ntkpde.mlp(1, activation=activation).kernel_fn, UX).method == "taylor"
   with pytest.raises(ValueError, match="needs a kernel whose scalar structure"):
     ntkpde.operator_kernel(net.kernel_fn, UX, method="taylor")
   assert "nested-jvp route" in caplog.text and "taylor route" in caplog.text
