@@ -366,7 +366,7 @@ def _add_diagonal_regularizer(K: np.ndarray, diag_reg: float) -> np.ndarray:
 
 def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targets: Sequence,
                                   learning_rate: float = 1.0, weights: Weights = None,
-                                  diag_reg: float = 0.0) -> Callable:
+                                  diag_reg: float = 0.0, ntk_gram=None) -> Callable:
   """Mean and covariance of the infinite ensemble of PINNs trained on the weighted physics loss.
 
   Setting: ``u(x; theta)`` with ``u_0 ~ GP(0, K)`` (NNGP prior) is trained by gradient
@@ -395,7 +395,9 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
   weights, ``Theta_PP^{-1}`` on the channels of positive weight).
 
   ``diag_reg`` adds ``diag_reg * Tr(Theta)/n * I`` to the training Gram (nt's relative
-  regulariser; it changes the answer, so use it only to model a ridge). An all-zero Gram
+  regulariser; it changes the answer, so use it only to model a ridge). ``ntk_gram`` is
+  the channels' NTK Gram (``ntkpde.gram(kernel_fn, channels, "ntk")`` or its matrix) when
+  the caller already has it; it is used instead of being computed again. An all-zero Gram
   (e.g. ``W_std = 0``) raises ``ValueError``. Returns ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False,
   test_operator=None)``: ``t`` a scalar or 1-D array of times in optimiser steps
   (``None`` = inf), ``x_test`` ``(n_test, d)`` points (``None``: the training residual
@@ -415,6 +417,11 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
   if isinstance(weights, str) and weights not in RULES:
     raise ValueError(f"unknown weight rule {weights!r}; rules are {sorted(RULES)}.")
   grams, decompositions, resolved = {}, {}, {}
+  if ntk_gram is not None:
+    grams["ntk"] = _check_kernel(getattr(ntk_gram, "matrix", ntk_gram), "ntk_gram")
+    if grams["ntk"].shape != (n, n):
+      raise ValueError(f"ntk_gram must be the ({n}, {n}) NTK Gram of the channels, got shape "
+                       f"{grams['ntk'].shape}; pass ntkpde.gram(kernel_fn, channels, 'ntk').")
 
   def train_gram(get):
     if get not in grams:

@@ -178,8 +178,9 @@ def test_solve_cli_writes_table_and_plots(tmp_path, capsys):
 
 def test_solve_cli_residual_energy_curve_matches_the_table_with_a_ridge(tmp_path):
   """With ``--diag-reg`` the plotted residual flow (``residual_flow`` on the regularised
-  Gram) passes through the table's residual energies (the ensemble's own fit, a separate
-  assembly) at the table's times; without the ridge in the flow they differ."""
+  Gram) passes through the table's residual energies (the ensemble's fit, computed by
+  ``predict_fn`` from the same Gram by another code path) at the table's times; without the
+  ridge in the flow they differ."""
   code = cli.main(["solve", "poisson1d", "--arch", "erf:1", "--n-interior", "12", "--sampler",
                    "grid", "--t", "30,300,inf", "--diag-reg", "0.05", "--out", str(tmp_path)])
   assert code == 0

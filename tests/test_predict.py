@@ -23,7 +23,7 @@ import scipy.integrate
 import scipy.linalg
 
 import ntkpde
-from ntkpde import operators, weights
+from ntkpde import operators, predict, weights
 from ntkpde._compat import import_neural_tangents
 from ntkpde.predict import gradient_descent_mse_ensemble, max_stable_learning_rate, residual_flow
 
@@ -418,6 +418,7 @@ def test_small_times_use_the_series_of_one_minus_exp():
     (dict(weights="magic"), "unknown weight rule"),
     (dict(learning_rate=0.0), "learning_rate"),
     (dict(diag_reg=-1.0), "diag_reg"),
+    (dict(ntk_gram=np.eye(7)), "ntk_gram must be the"),
 ])
 def test_ensemble_rejects_bad_input(two_channels, kwargs, match):
   channels, targets = two_channels
@@ -425,6 +426,22 @@ def test_ensemble_rejects_bad_input(two_channels, kwargs, match):
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
     gradient_descent_mse_ensemble(**args)
+
+
+def test_a_given_ntk_gram_is_used_instead_of_a_second_assembly(two_channels, monkeypatch):
+  """``ntk_gram`` (what ``ntkpde solve`` passes) gives the same predictions as the Gram the
+  ensemble assembles itself, and no NTK Gram is assembled again."""
+  channels, targets = two_channels
+  G = ntkpde.gram(toy_kernel, channels, "ntk")
+  times = np.array([0.5, 5.0, np.inf])
+  expected = gradient_descent_mse_ensemble(toy_kernel, channels, targets, weights="trace")(times)
+  calls = []
+  real = predict.gram
+  monkeypatch.setattr(predict, "gram", lambda *a, **k: calls.append(a[2:]) or real(*a, **k))
+  given = gradient_descent_mse_ensemble(toy_kernel, channels, targets, weights="trace",
+                                        ntk_gram=G)(times)
+  assert ("ntk",) not in calls
+  np.testing.assert_array_equal(given, expected)
 
 
 def test_poisson1d_infinite_width_pinn_error_falls_with_n():

@@ -220,7 +220,7 @@ def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> i
   exact = problem.exact_fn()(x_test)
   predict_fn = gradient_descent_mse_ensemble(net.kernel_fn, sample.channels, sample.targets,
                                              learning_rate=eta, weights=weight_spec,
-                                             diag_reg=args.diag_reg)
+                                             diag_reg=args.diag_reg, ntk_gram=G)
   labels = [f"{t:g}" for t in times]
   means = list(predict_fn(times, x_test))
   fitted = predict_fn(times)          # T_c u_t at the channels' points: the real residuals
