@@ -22,8 +22,8 @@ and ``(u . grad)^k f(x) = k! [s^k] f(x + s u)``. Hence
 one bivariate jet of order ``(A, B)`` per direction pair, computed by pushing the
 jets of ``p``, ``q``, ``r`` through ``F``. The compiled program grows like
 ``(A + 1)^2 (B + 1)^2`` in the orders (the cost of one jet product), not exponentially;
-direction pairs run in a loop of one compiled body, or written out where the program is
-small (:class:`CompiledCore`).
+direction pairs are written out where the program is small, else run as one compiled pair
+in a loop or stacked by ``lax.map`` (:class:`CompiledCore`).
 """
 import dataclasses
 import functools
