@@ -546,9 +546,9 @@ class CompiledCore:
   A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
   products (``older_scale`` times as many). ``.layout``, ``.largest`` (the products of the
   program's largest straight-line region, or of one pair where they loop or are stacked) and
-  ``.older`` (whether the older emitters were taken) describe the last program compiled. Called on tracers (inside
-  ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop, compiled by the enclosing
-  transformation."""
+  ``.older`` (whether the older emitters were taken) describe the last program compiled.
+  Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop,
+  compiled by the enclosing transformation."""
 
   def __init__(self, layouts: dict, pair_args: Callable, one_pair: Callable, pairs: int,
                older_scale: float = 1.0):
@@ -626,13 +626,15 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
     return jax.lax.fori_loop(0, n_u * n_v, body, jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype))
 
   def stacked(x1, x2, om1, om2):
-    return jax.lax.map(lambda i: pair(x1, x2, om1, om2, i // n_v, i % n_v), jnp.arange(n_u * n_v)).sum(0)
+    return jax.lax.map(lambda i: pair(x1, x2, om1, om2, i // n_v, i % n_v),
+                       jnp.arange(n_u * n_v)).sum(0)
 
   def pair_args(x1, x2, om1, om2):
     return x1, x2, om1[0], om2[0], u_all[0], v_all[0]
   layouts = {"written out": written_out, "loop": loop if n_u * n_v > 1 else written_out,
              "stacked": stacked}
-  return CompiledCore(layouts, pair_args, one, n_u * n_v, OLDER_EMITTERS_SCALE.get(s.activation, 1.0))
+  return CompiledCore(layouts, pair_args, one, n_u * n_v,
+                      OLDER_EMITTERS_SCALE.get(s.activation, 1.0))
 
 
 def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,
