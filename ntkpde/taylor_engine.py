@@ -53,6 +53,15 @@ SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.
 # against 3.9x).
 LAYER_LOOP_MIN_ORDER = 7
 LAYER_LOOP_MIN_DEPTH = 5
+# ... and only where layers 2 .. depth unrolled would exceed this many full-size products
+# (one layer's, counted on a trace, times depth - 1): the loop materialises every layer's
+# jets, so it runs 4-9x slower than unrolled layers. Measured (beam u_xxxx x u_xxxx in 2-D,
+# N = 256, 2-core CPU, first call / steady state, loop -> unrolled; erf and sin layers have
+# about 900 products, gelu's about 1,800): sin depth 5 6.4 s / 131 ms -> 6.0 s / 14.7 ms,
+# erf depth 5 7.9 s / 117 ms -> 8.4 s / 20 ms, depth 6 6.5 s / 106 ms -> 9.1 s / 30 ms,
+# depth 7 7.6 s / 166 ms -> 12.7 s / 34 ms; gelu depth 5 11.7 s / 255 ms -> 25.3 s / 42 ms.
+# So erf and sin unroll up to depth 6; gelu loops from depth 5, as before.
+LAYER_UNROLL_MAX_PRODUCTS = 5000
 # A written-out core whose largest straight-line region has at least this many full-size
 # coefficient products (jets.counting) is compiled with XLA's older CPU fusion emitters
 # (_compat.older_fusion_emitters); gaussian kernels from OLDER_EMITTERS_SCALE times as many.
@@ -236,9 +245,10 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
   input dimension the first Dense layer sees (covariances are ``x.x' / features``).
 
   On jets of total order >= :data:`LAYER_LOOP_MIN_ORDER` at depth >=
-  :data:`LAYER_LOOP_MIN_DEPTH`, layers 2 .. depth run as a ``lax.fori_loop`` over one
-  compiled layer (their inputs have the same structure), so the program does not grow with
-  depth; otherwise the layers are unrolled (faster to run, and to compile up to depth 3)."""
+  :data:`LAYER_LOOP_MIN_DEPTH`, where the unrolled layers would exceed
+  :data:`LAYER_UNROLL_MAX_PRODUCTS` products, layers 2 .. depth run as a ``lax.fori_loop``
+  over one compiled layer (their inputs have the same structure), so the program does not
+  grow with depth; otherwise the layers are unrolled (4-9x faster to run)."""
   act = _activation(s)
   nngp, cov1, cov2 = p * (1.0 / features), q * (1.0 / features), r * (1.0 / features)
   ntk = 0.0 if get == "ntk" else None
@@ -253,8 +263,15 @@ def kernel(s: MlpStructure, p, q, r, features: int, get: str):
     def layer(_, carry):
       values = [None if c is None else Jet(c, order) for c in carry]
       return _canonical(act(*_dense(s, *values, s.width)), shapes)
+    carry = _canonical((nngp, cov1, cov2, ntk), shapes)
+    with jets.counting() as count:
+      jax.eval_shape(functools.partial(layer, 0), carry)
+    looped = (s.depth - 1) * count.largest > LAYER_UNROLL_MAX_PRODUCTS
+  else:
+    looped = False
+  if looped:
     with jets.loop_body():
-      carry = jax.lax.fori_loop(1, s.depth, layer, _canonical((nngp, cov1, cov2, ntk), shapes))
+      carry = jax.lax.fori_loop(1, s.depth, layer, carry)
     nngp, cov1, cov2, ntk = [None if c is None else Jet(c, order) for c in carry]
   else:
     for _ in range(1, s.depth):

@@ -22,7 +22,7 @@ import pytest
 import sympy
 
 import ntkpde
-from ntkpde import _compat, operator_kernels, taylor_engine
+from ntkpde import _compat, jets, operator_kernels, taylor_engine
 from ntkpde.input_maps import box_normalization, fourier_features, periodic_embedding
 from ntkpde.operators import identity, parse
 from theory.finite_differences import richardson_check
@@ -201,9 +201,10 @@ def test_order_8_matches_taylor_mode_on_neural_tangents(activation, depth, T, te
 
 
 def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
-  """At order >= 7 and depth >= ``LAYER_LOOP_MIN_DEPTH`` layers 2 .. depth run in a
+  """At order >= 7 and depth >= ``LAYER_LOOP_MIN_DEPTH``, where the unrolled layers would
+  exceed ``LAYER_UNROLL_MAX_PRODUCTS`` products (forced here), layers 2 .. depth run in a
   ``fori_loop`` over one layer (loop carries with every coefficient broadcast); the same
-  kernel with the layers unrolled agrees to rounding. (Finite differences cannot check
+  kernel with the layers unrolled (this depth-5 erf beam by default) agrees to rounding. (Finite differences cannot check
   order 8 at depth 4: Richardson's bound is 2% of the kernel there.)"""
   net = ntkpde.mlp(taylor_engine.LAYER_LOOP_MIN_DEPTH, activation="erf", W_std=1.2)
   x1 = np.random.default_rng(9).uniform(-1, 1, (4, 1))
@@ -213,12 +214,17 @@ def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", UserWarning)  # the slow-compilation notice
       return np.asarray(ntkpde.operator_kernel(net.kernel_fn, BEAM, BEAM, method="taylor")(x1, x2))
-  taylor_engine.compiled_core.cache_clear()
-  loop = beam()
-  monkeypatch.setattr(taylor_engine, "LAYER_LOOP_MIN_DEPTH", 10 ** 6)
+  loops = []
+  real_loop_body = jets.loop_body
+  monkeypatch.setattr(jets, "loop_body", lambda: loops.append(1) or real_loop_body())
   taylor_engine.compiled_core.cache_clear()
   unrolled = beam()
+  assert not loops
+  monkeypatch.setattr(taylor_engine, "LAYER_UNROLL_MAX_PRODUCTS", 0)
   taylor_engine.compiled_core.cache_clear()
+  loop = beam()
+  taylor_engine.compiled_core.cache_clear()
+  assert loops
   assert max_rel(loop, unrolled) < RTOL_PLAIN
 
 
