@@ -42,8 +42,9 @@ from ntkpde.jets import Jet
 
 SUPPORTED = ("erf", "sin", "cos", "gelu", "gaussian", "sigmoid_like")
 SIGMOID_LIKE_SCALE = 2.4020563531719796  # neural-tangents' Sigmoid_like: Erf(0.5, 1/2.40.., 0.5)
-# Jets of total order A + B >= LAYER_LOOP_MIN_ORDER at depth >= LAYER_LOOP_MIN_DEPTH run layers
-# 2 .. depth in a loop of one compiled layer; otherwise the layers are unrolled. Measured
+# Jets of total order A + B >= LAYER_LOOP_MIN_ORDER at depth >= LAYER_LOOP_MIN_DEPTH may run
+# layers 2 .. depth in a loop of one compiled layer (see LAYER_UNROLL_MAX_PRODUCTS);
+# otherwise the layers are unrolled. Measured
 # (2-core CPU, N = 256, order 8, emitters chosen as below; docs/benchmarks.md, "Session 7"):
 # unrolled, depth 4 reached its first call as fast or faster than the loop for erf and sin
 # (beam 3.1-3.7 s against 4.5-5.3 s, biharmonic 5.4-6.3 s against 5.7-6.4 s) and ran 1.2-7x
