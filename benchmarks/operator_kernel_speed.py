@@ -38,8 +38,9 @@ one-layer erf NTK against a fused (SymPy-derived, CSE'd, jitted) closed form.
 default CPU fusion emitters and with the older ones (``_compat.older_fusion_emitters``):
 first call and steady state of each, in one process (fresh compilations, interleaved
 steady-state medians), the count that decides between them (the full-size jet products of
-the largest straight-line region of the traced program, ``taylor_engine.CompiledCore.largest``)
-and the choice ``operator_kernel`` makes.
+the largest straight-line region of the traced program, ``taylor_engine.CompiledCore.largest``),
+the pair layout and the choice ``operator_kernel`` makes. The emitters are forced only where
+the pairs are written out; stacked and looped pairs keep the engine's choice.
 
   .venv/bin/python benchmarks/operator_kernel_speed.py --orders --n 256 --json /tmp/orders.json
   .venv/bin/python benchmarks/operator_kernel_speed.py --emitters --depths 2 3 \
