@@ -167,7 +167,8 @@ ORDER_PAIRS = {  # name -> (T, S, coordinates)
 
 def engine_program(kernel_fn, T, S, n, d):
   """(StableHLO lines, flops per entry) of the program the Taylor engine compiles at n x n
-  (the pair loop, whose body XLA's cost analysis counts once, or the pairs written out)."""
+  (the pairs written out, or one pair on one block of rows: XLA's cost analysis counts a
+  loop's body once)."""
   from ntkpde import taylor_engine as te
   f1, f2 = te.directional_form(T), te.directional_form(S)
   core = te.core_for(kernel_fn.structure, kernel_fn.input_map, f1, f2, "ntk")
@@ -176,7 +177,7 @@ def engine_program(kernel_fn, T, S, n, d):
   cost = lowered.compile(_compat.older_fusion_emitters()).cost_analysis()  # compiles fast
   cost = cost[0] if isinstance(cost, list) else cost
   pairs = 1 if core.layout == "written out" else len(f1.directions) * len(f2.directions)
-  return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / n ** 2
+  return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / (core.rows * n)
 
 
 def _cases(activations, depths, pairs, n):

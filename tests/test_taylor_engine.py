@@ -231,8 +231,8 @@ def test_layer_loop_equals_the_unrolled_layers(monkeypatch):
 def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   """Small programs write the direction pairs out (``PAIR_UNROLL_MAX_PRODUCTS``), large
   ones loop over them, and pairs of at least ``STACKED_MIN_PRODUCTS`` products are
-  stacked and summed; all three give the same kernel to rounding (the arithmetic is checked
-  against nested jvp above)."""
+  stacked and summed, on CPU in blocks of rows; all give the same kernel to rounding (the
+  arithmetic is checked against nested jvp above)."""
   net = ntkpde.mlp(2, activation="sin", W_std=1.1)  # a structure no other test compiles
   x1, x2 = points
   form = taylor_engine.directional_form(LAP)
@@ -260,6 +260,14 @@ def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   taylor_engine.compiled_core.cache_clear()
   assert core.layout == "stacked" and core.older
   assert max_rel(written_out, stacked) < RTOL_PLAIN
+  if jax.default_backend() == "cpu":
+    # 8 x 8 padded tiles in blocks of at most 16 entries: 2 rows each.
+    monkeypatch.setattr(taylor_engine, "ROW_BLOCK_MAX_ENTRIES", 16)
+    taylor_engine.compiled_core.cache_clear()
+    blocked, core = lap_lap()
+    taylor_engine.compiled_core.cache_clear()
+    assert core.layout == "stacked" and core.rows == 2
+    assert max_rel(written_out, blocked) < RTOL_PLAIN
 
 
 def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
