@@ -58,7 +58,9 @@ TILE_BYTES_PER_ENTRY = 512
 # keeps the pair-independent values of every layer: 329-667 B (erf biharmonic x biharmonic,
 # depths 2-4, pair loop), 731-947 B (erf depth 4, 2-D and 3-D, stacked), 979 B (gelu depth
 # 4, 3-D Lap x Lap), 1,116-1,778 B (gelu depths 3-4, biharmonic, 2-D and 3-D) at N = 256
-# (the 3-D gelu case at N = 128; the count per entry did not depend on N elsewhere).
+# (the 3-D gelu case at N = 128; the count per entry did not depend on N elsewhere). On CPU
+# those cores run in blocks of rows (taylor_engine.row_block) and need 5-25 B per entry
+# (erf and gelu biharmonic, depths 1-4, N = 512-1024); other devices take whole tiles.
 TAYLOR_TILE_BYTES_PER_ENTRY = 2048
 CPU_TILE_BUDGET = 2 << 30    # bytes for the tiles in flight on a device that reports no memory
 DEVICE_MEMORY_FRACTION = 0.25  # of a device's free memory, for the tiles in flight
