@@ -181,21 +181,6 @@ def _check_equations(channels, targets):
   return out
 
 
-def _check_output(output, equations):
-  """An output map over the channels' coordinates; a channel of ``u`` alone (order 0) at a
-  point where ``B = 0`` is refused (``u = A`` there already; its kernel row is zero)."""
-  if not isinstance(output, output_maps.OutputMap):
-    raise ValueError(f"output must be an ntkpde.output_maps.OutputMap (output_maps.output_map), "
-                     f"got {type(output).__name__}.")
-  if output.coords != equations[0][1].coords:
-    raise ValueError(f"output map coordinates {output.coords} differ from the channels' "
-                     f"{equations[0][1].coords}.")
-  for name, op, points, _ in equations:
-    if op.order == 0 and np.any(np.asarray(output.B(jnp.asarray(points))) == 0):
-      raise ValueError(f"channel {name!r}: B = 0 at some of its points, where u = A holds "
-                       f"exactly; drop those points (or the channel).")
-
-
 def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str = "ntk",
           nugget: float = 1e-10, tol: float = 1e-6, max_iterations: int = 20,
           x_test=None, exact=None, progress: Optional[Callable[[Step], None]] = None,
@@ -235,7 +220,7 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
   if (x_test is None) != (exact is None):
     raise ValueError("pass x_test and exact together (or neither).")
   if output is not None:
-    _check_output(output, equations)
+    output_maps.check_channels(output, [eq[:3] for eq in equations])
     kernel_fn = output_maps.ConstrainedKernel(kernel_fn, output)
   measures, index = _measurements(equations)
   shift = np.zeros(sum(len(c.points) for c in measures)) if output is None else np.concatenate(

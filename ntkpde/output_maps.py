@@ -17,6 +17,7 @@ import dataclasses
 from typing import Callable, Optional, Sequence
 
 import jax.numpy as jnp
+import numpy as np
 import sympy
 
 from ntkpde.architectures import Network
@@ -62,6 +63,23 @@ def output_map(coords: Sequence[str], A="0", B="1") -> OutputMap:
   text = f"u = ({A if not callable(A) else 'A(x)'}) + ({B if not callable(B) else 'B(x)'}) N"
   return OutputMap(coords, _field(A, coords, "output map A"), _field(B, coords, "output map B"),
                    text)
+
+
+def check_channels(output, channels) -> None:
+  """Raises ``ValueError`` unless ``output`` is an :class:`OutputMap` over the coordinates of
+  ``channels`` (``(name, operator, points)`` triples); a channel of ``u`` alone (order 0) at
+  a point where ``B = 0`` is refused (``u = A`` there already; its kernel row is zero)."""
+  if not isinstance(output, OutputMap):
+    raise ValueError(f"output must be an ntkpde.output_maps.OutputMap (output_maps.output_map), "
+                     f"got {type(output).__name__}.")
+  channels = [tuple(c) for c in channels]
+  coords = channels[0][1].coords
+  if output.coords != coords:
+    raise ValueError(f"output map coordinates {output.coords} differ from the channels' {coords}.")
+  for name, op, points in channels:
+    if op.order == 0 and np.any(np.asarray(output.B(jnp.asarray(points))) == 0):
+      raise ValueError(f"channel {name!r}: B = 0 at some of its points, where u = A holds "
+                       f"exactly; drop those points (or the channel).")
 
 
 @dataclasses.dataclass(frozen=True)

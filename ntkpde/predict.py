@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import scipy.linalg
 
-from ntkpde import _checks, operators
+from ntkpde import _checks, operators, output_maps
 from ntkpde.operator_kernels import BlockGram, as_channels, gram, operator_kernel
 from ntkpde.spectrum import as_matrix
 from ntkpde.weights import RULES, Weights, per_residual
@@ -366,7 +366,8 @@ def _add_diagonal_regularizer(K: np.ndarray, diag_reg: float) -> np.ndarray:
 
 def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targets: Sequence,
                                   learning_rate: float = 1.0, weights: Weights = None,
-                                  diag_reg: float = 0.0, ntk_gram=None) -> Callable:
+                                  diag_reg: float = 0.0, ntk_gram=None,
+                                  output: Optional[output_maps.OutputMap] = None) -> Callable:
   """Mean and covariance of the infinite ensemble of PINNs trained on the weighted physics loss.
 
   Setting: ``u(x; theta)`` with ``u_0 ~ GP(0, K)`` (NNGP prior) is trained by gradient
@@ -398,7 +399,14 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
   regulariser; it changes the answer, so use it only to model a ridge). ``ntk_gram`` is
   the channels' NTK Gram (``ntkpde.gram(kernel_fn, channels, "ntk")`` or its matrix) when
   the caller already has it; it is used instead of being computed again. An all-zero Gram
-  (e.g. ``W_std = 0``) raises ``ValueError``. Returns ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False,
+  (e.g. ``W_std = 0``) raises ``ValueError``.
+
+  ``output``: a hard-constraint output map ``u = A + B N`` (:mod:`ntkpde.output_maps`).
+  The ensemble is then that of ``u - A``, with the kernels ``B(x) B(x') K(x, x')`` and the
+  targets ``y_c - T_c A(X_c)``, and ``T_test A(x_test)`` is added to the mean (``A`` is
+  fixed: the covariance is that of ``u - A``). Where ``B = 0`` the mean is ``A`` at every
+  ``t``; a channel of ``u`` alone at such points is refused. ``ntk_gram`` is then the Gram of
+  the constrained kernel. Returns ``predict_fn(t=None, x_test=None, get="ntk", compute_cov=False,
   test_operator=None)``: ``t`` a scalar or 1-D array of times in optimiser steps
   (``None`` = inf), ``x_test`` ``(n_test, d)`` points (``None``: the training residual
   points, with ``T_c`` on each channel), ``test_operator`` ``T_test`` (default: identity,
@@ -407,6 +415,11 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
   """
   chans = as_channels(channels)
   y = _check_targets(targets, chans)
+  if output is not None:
+    output_maps.check_channels(output, chans)
+    kernel_fn = output_maps.ConstrainedKernel(kernel_fn, output)
+    shift = np.concatenate([np.asarray(output.shift(c.operator)(c.points)) for c in chans])
+    y = y - shift
   sizes = {c.name: len(c.points) for c in chans}
   n = len(y)
   coords = chans[0].operator.coords
@@ -512,6 +525,8 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
     if np.any(np.isinf(flat)):
       check_limit(get)
     mean, cov = finite_times(flat, get, k_td, nngp_td, k_tt)
+    if output is not None:
+      mean = mean + (shift if x_test is None else np.asarray(output.shift(test_operator)(x_test)))
     shape = () if times is None else times.shape
     mean = mean.reshape(shape + mean.shape[1:])
     if not compute_cov:

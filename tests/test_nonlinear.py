@@ -100,6 +100,39 @@ def test_output_map_linear_problem_is_kernel_regression_of_u_minus_a():
       output_maps.ConstrainedKernel(k, omap), [("interior", op, x_in)],
       [f - np.asarray(omap.shift(op)(x_in))])(None, x_test)
   np.testing.assert_allclose(sol(x_test), np.asarray(mean) + x_test[:, 0], rtol=1e-7, atol=1e-7)
+  built_in = gradient_descent_mse_ensemble(k, [("interior", op, x_in)], [f], output=omap)
+  np.testing.assert_allclose(sol(x_test), built_in(None, x_test), rtol=1e-7, atol=1e-7)
+
+
+def test_gradient_descent_with_an_output_map():
+  """``output=`` in ``gradient_descent_mse_ensemble``: ``u = A + B N`` equals ``A`` with zero
+  variance where ``B = 0`` at every time; at ``t = inf`` ``T u`` interpolates the targets on
+  the training points (``T u = T A + T (u - A)``: the shift and the added ``A`` must agree);
+  at a finite time the mean and covariance are those of ``u - A`` plus ``A``; a map over other
+  coordinates and a value channel where ``B = 0`` are refused before any work."""
+  k = nonlinear.gaussian_kernel(0.25)
+  omap = output_maps.output_map("x", A="1 + x", B="x*(1 - x)")
+  op = parse("-u_xx + u", "x")
+  x_in = np.linspace(0.05, 0.95, 9)[:, None]
+  f = (4 * np.pi ** 2 + 1) * np.sin(2 * np.pi * x_in[:, 0]) + 1 + x_in[:, 0]
+  x_test = np.linspace(0, 1, 13)[:, None]
+  predict = gradient_descent_mse_ensemble(k, [("interior", op, x_in)], [f], output=omap)
+  for t in (3.0, 1e3, None):
+    mean, cov = predict(t, x_test, compute_cov=True)
+    assert mean[0] == 1.0 and mean[-1] == 2.0 and cov[0, 0] == 0.0 and cov[-1, -1] == 0.0
+  np.testing.assert_allclose(predict(None), f, rtol=1e-6)
+  by_hand = gradient_descent_mse_ensemble(output_maps.ConstrainedKernel(k, omap),
+                                          [("interior", op, x_in)], [f - 1 - x_in[:, 0]])
+  mean, cov = predict(3.0, x_test, compute_cov=True)
+  mean_v, cov_v = by_hand(3.0, x_test, compute_cov=True)
+  np.testing.assert_allclose(mean, mean_v + 1 + x_test[:, 0], rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(cov, cov_v, rtol=1e-12, atol=1e-12)
+  with pytest.raises(ValueError, match="coordinates"):
+    gradient_descent_mse_ensemble(k, [("interior", op, x_in)], [f],
+                                  output=output_maps.output_map("y", B="1 - y**2"))
+  with pytest.raises(ValueError, match="B = 0"):
+    gradient_descent_mse_ensemble(k, [("boundary", parse("u", "x"), np.array([[0.0], [1.0]]))],
+                                  [np.ones(2)], output=omap)
 
 
 def test_output_map_allen_cahn_exact_boundary_and_error():
