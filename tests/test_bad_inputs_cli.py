@@ -65,6 +65,12 @@ CASES = {
     "solve-seed-text": (SOLVE + ["--seed", "x"], ["--seed", "'x'"]),
     "solve-problem-unknown": (["solve", "nope"], ["problem", "'nope'"]),
     "solve-unknown-option": (SOLVE + ["--wat", "1"], ["--wat"]),
+    "solve-output-code": (SOLVE + ["--output-b", "__import__('os').getcwd()"],
+                          ["--output-b", "__import__", "not allowed"]),
+    "solve-output-unknown-name": (SOLVE + ["--output-a", "y"], ["--output-a", "'y'"]),
+    "solve-output-zero": (SOLVE + ["--output-b", "0"], ["--output-b", "B = 0 at every"]),
+    "solve-output-part-of-boundary": (SOLVE + ["--output-b", "x"], ["--output-b", "'boundary'",
+                                                                    "B = 0 at some"]),
     # spectrum
     "spectrum-out-suffix": (SPEC + ["--out", "OUT/sweep.txt"], ["--out", "sweep.txt", ".json"]),
     "spectrum-out-truncated-json": (SPEC + ["--out", "TRUNCATED"], ["--out", "truncated.json",

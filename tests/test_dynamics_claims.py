@@ -192,6 +192,29 @@ def test_solve_cli_residual_energy_curve_matches_the_table_with_a_ridge(tmp_path
       assert abs(curve[name][at] - energy) <= 1e-8 * max(energy, 1e-30) + 1e-300, (name, row["t"])
 
 
+def test_solve_cli_with_an_output_map(tmp_path):
+  """``--output-b "x*(1 - x)"`` (u = B N, zero on the boundary): the boundary channel is
+  dropped, the converged error stays small, and the plotted residual flow (``residual_flow``
+  from ``T A - y``) passes through the table's residual energies (``predict_fn``'s fit, with
+  ``T A`` added by ``output=``) at t = 30: both shift by ``T A``, by different code, which
+  ``--output-a "x**2"`` (``T A = 2``) tests; there ``u(1) = A(1) = 1`` against the exact 0."""
+  for a in ("0", "x**2"):
+    out = tmp_path / ("zero" if a == "0" else "square")
+    code = cli.main(["solve", "poisson1d", "--arch", "erf:1", "--n-interior", "12", "--sampler",
+                     "grid", "--t", "30,inf", "--output-a", a, "--output-b", "x*(1 - x)",
+                     "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["channels"] == {"interior": 12} and "under u = " in result["network"]
+    curve, row = result["residual_energy_curve"], result["rows"][0]
+    energy = row["residual_energy"]["interior"]
+    assert abs(curve["interior"][curve["steps"].index(30.0)] - energy) <= 1e-8 * energy
+    if a == "0":
+      assert result["rows"][-1]["rel_l2_error"] < 0.05
+    else:
+      assert result["rows"][-1]["max_abs_error"] >= 1.0 - 1e-12
+
+
 def test_solve_cli_rejects_bad_arguments(tmp_path, capsys):
   assert cli.main(["solve", "poisson1d", "--arch", "nope:2", "--out", str(tmp_path)]) == 2
   assert "unknown activation" in capsys.readouterr().err

@@ -213,6 +213,12 @@ def test_cli_gauss_newton(tmp_path, capsys):
                                                       "convergence.png"}
   assert cli.main(["solve", "allen_cahn1d", "--out", str(tmp_path)]) == 2
   assert "use --method gauss-newton" in capsys.readouterr().err
+  # A hard constraint: the boundary channel is dropped, the solve stays as accurate.
+  constrained = tmp_path / "constrained"
+  assert cli.main(["solve", "poisson1d", "--method", "gauss-newton", "--kernel", "gauss:0.1",
+                   "--output-b", "x*(1 - x)", "--n-test", "41", "--out", str(constrained)]) == 0
+  result = json.loads((constrained / "results.json").read_text())
+  assert result["channels"] == {"interior": 64} and result["rows"][0]["rel_l2_error"] < 1e-5
   assert cli.main(["solve", "allen_cahn1d", "--method", "gauss-newton", "--kernel", "rbf",
                    "--out", str(tmp_path)]) == 2
 

@@ -60,6 +60,11 @@ def add_arguments(parser) -> None:
                       help="gauss-newton: 'ntk' or 'nngp' of --arch, or 'gauss:L[,L2]'")
   parser.add_argument("--nugget", type=nonnegative_float, default=1e-10,
                       help="gauss-newton: relative nugget on each channel's block")
+  parser.add_argument("--output-a", default=None, metavar="TEXT",
+                      help="hard constraint u = A + B N: A in the problem's coordinates (default 0)")
+  parser.add_argument("--output-b", default=None, metavar="TEXT",
+                      help="hard constraint u = A + B N: B in the problem's coordinates (default 1); "
+                           "channels of u where B = 0 are dropped")
 
 
 def _parse_times(text):
@@ -162,6 +167,10 @@ def run(args) -> int:
   if len(problem.coords) > 2:
     raise UsageError(f"{args.problem}: plots support 1-D and 2-D problems only.")
   out = writable_folder(args.out)
+  sample = problem.sample(sizes, sampler=args.sampler, seed=args.seed)
+  omap = None
+  if args.output_a is not None or args.output_b is not None:
+    omap, sample = _constrain(problem, sample, args.output_a, args.output_b)
   net = ntkpde.mlp(depth, activation=activation, W_std=args.W_std, b_std=args.b_std,
                    input_map=problem.input_map())
   description = (f"infinite-width mlp(depth={depth}, activation={activation}, W_std={args.W_std:g}, "
@@ -171,8 +180,26 @@ def run(args) -> int:
   out.mkdir(parents=True, exist_ok=True)
   with reporting.output_lock(out):
     if args.method == "gauss-newton":
-      return _run_gauss_newton(args, problem, kernel_fn, get, description, sizes, out)
-    return _solve(args, problem, net, description, times, weight_spec, sizes, out)
+      return _run_gauss_newton(args, problem, kernel_fn, get, description, sample, omap, out)
+    return _solve(args, problem, net, description, times, weight_spec, sample, omap, out)
+
+
+def _constrain(problem, sample, a_text, b_text):
+  """``(output map, sample)`` for ``--output-a/--output-b``: channels of ``u`` alone whose
+  points all have ``B = 0`` are dropped (``u = A`` holds there)."""
+  from ntkpde import output_maps, problems
+  a_text, b_text = a_text or "0", b_text or "1"
+  try:
+    omap = output_maps.output_map(problem.coords, A=a_text, B=b_text)
+    nonzero = [bool(np.any(np.asarray(omap.B(c.points)) != 0)) for c in sample.channels]
+    if not any(nonzero):
+      raise ValueError("B = 0 at every training point, so u = A and there is nothing to train")
+    kept = [(c, y) for c, y, b in zip(sample.channels, sample.targets, nonzero)
+            if c.operator.order or b]
+    output_maps.check_channels(omap, [c for c, _ in kept])
+  except ValueError as err:
+    raise UsageError(f"--output-a {a_text!r} --output-b {b_text!r}: {err}") from None
+  return omap, problems.Sample(tuple(c for c, _ in kept), tuple(y for _, y in kept))
 
 
 def _parse_kernel(text, net, description):
@@ -194,7 +221,7 @@ def _parse_kernel(text, net, description):
                    f"scales > 0.")
 
 
-def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> int:
+def _solve(args, problem, net, description, times, weight_spec, sample, omap, out) -> int:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -203,11 +230,14 @@ def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> i
   from ntkpde import reporting, weights as weight_rules
   from ntkpde.predict import (_add_diagonal_regularizer, gradient_descent_mse_ensemble,
                               max_stable_learning_rate, residual_flow)
+  from ntkpde import output_maps
   start = time.perf_counter()
-  sample = problem.sample(sizes, sampler=args.sampler, seed=args.seed)
+  if omap is not None:
+    description = f"{description} under {omap.description}"
   print(f"[1/4] {problem.name}: {problem.description}; channels {sample.sizes}; {description}",
         flush=True)
-  G = ntkpde.gram(net.kernel_fn, sample.channels, "ntk")
+  kernel_fn = net.kernel_fn if omap is None else output_maps.ConstrainedKernel(net.kernel_fn, omap)
+  G = ntkpde.gram(kernel_fn, sample.channels, "ntk")
   K = _add_diagonal_regularizer(np.asarray(G.matrix), args.diag_reg)  # the Gram the flow uses
   A = weight_rules.per_residual(weight_spec, G.sizes, G)
   n = len(K)
@@ -220,13 +250,15 @@ def _solve(args, problem, net, description, times, weight_spec, sizes, out) -> i
   exact = problem.exact_fn()(x_test)
   predict_fn = gradient_descent_mse_ensemble(net.kernel_fn, sample.channels, sample.targets,
                                              learning_rate=eta, weights=weight_spec,
-                                             diag_reg=args.diag_reg, ntk_gram=G)
+                                             diag_reg=args.diag_reg, ntk_gram=G, output=omap)
   labels = [f"{t:g}" for t in times]
   means = list(predict_fn(times, x_test))
   fitted = predict_fn(times)          # T_c u_t at the channels' points: the real residuals
   print(f"[3/4] predictions at {len(means)} times ({time.perf_counter() - start:.1f} s)", flush=True)
   y = np.concatenate(sample.targets)
-  flow = residual_flow(K, -y, A, learning_rate=eta / n)
+  r0 = -y if omap is None else np.concatenate(         # T_c u_0 - y_c, with u_0 = A on average
+      [np.asarray(omap.shift(c.operator)(c.points)) for c in sample.channels]) - y
+  flow = residual_flow(K, r0, A, learning_rate=eta / n)
   rows = []
   for label, mean, fit in zip(labels, means, fitted):
     r = fit - y
@@ -304,7 +336,7 @@ def _plots(plt, problem, x_test, shape, exact, means, labels, flow, times, G, et
   return {"steps": steps.tolist(), **{c: e.tolist() for c, e in energies.items()}}
 
 
-def _run_gauss_newton(args, problem, kernel_fn, get, description, sizes, out) -> int:
+def _run_gauss_newton(args, problem, kernel_fn, get, description, sample, omap, out) -> int:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -312,7 +344,8 @@ def _run_gauss_newton(args, problem, kernel_fn, get, description, sizes, out) ->
   import ntkpde
   from ntkpde import nonlinear, operators, problems, reporting
   start = time.perf_counter()
-  sample = problem.sample(sizes, sampler=args.sampler, seed=args.seed)
+  if omap is not None:
+    description = f"{description} under {omap.description}"
   if not isinstance(problem, problems.NonlinearProblem):   # linear text reads as nonlinear too
     params = dict(problem.params) or None
     sample = problems.Sample(tuple(ntkpde.Channel(c.name, operators.parse_nonlinear(
@@ -331,7 +364,7 @@ def _run_gauss_newton(args, problem, kernel_fn, get, description, sizes, out) ->
           f"{step.step_size:6.3g} {step.error:10.3e}", flush=True)
   try:
     sol = nonlinear.solve(kernel_fn, sample.channels, sample.targets, get=get, nugget=args.nugget,
-                          x_test=x_test, exact=exact, progress=progress)
+                          x_test=x_test, exact=exact, progress=progress, output=omap)
   except (nonlinear.GaussNewtonDivergence, ValueError) as err:
     print(f"ntkpde solve: {err}")
     return 1
