@@ -100,15 +100,23 @@ STACKED_MAX_PRODUCTS = 6000
 # entries and ROW_BLOCK_PRODUCT_ENTRIES / (products per pair) entries (CompiledCore): their
 # programs materialise intermediate jets between fusions (329-1,778 B per entry), which then
 # stay in the caches (2 MiB L2 per core, 32 MiB L3 here). Measured (N = 512, one 512 x 512
-# tile, 2-core CPU, biharmonic x biharmonic, steady state, whole tile -> row blocks): erf
-# depth 1 (loop, 658 products) 63 -> 44 ms, depth 2 (stacked, 1,556) 310 -> 258 ms,
-# depth 3 (2,454) 1,011 -> 476 ms, depth 4 (3,352) 1,505 -> 833 ms; sin depth 3 859 -> 405 ms;
-# gaussian depth 4 1,367 -> 706 ms; gelu depth 2 (3,152) 1,395 -> 642 ms, depth 3 (4,950)
-# 2,416 -> 1,255 ms, depth 4 (loop, 6,748) 5,296 -> 3,740 ms. Blocks of 32,768 entries gained
-# nothing. Written-out pairs run 1.2-3x slower in blocks (a loop body fuses worse), so they
-# take none. On other devices, tiles keep their parallelism (no blocks).
-ROW_BLOCK_MAX_ENTRIES = 16384
+# tile, 2-core CPU, biharmonic x biharmonic, steady state, whole tile -> blocks of 8,192
+# entries, 4,096 for gelu depth 4): erf depth 1 (loop, 658 products) 63 -> 44 ms, depth 2
+# (stacked, 1,556) 310 -> 275 ms, depth 3 (2,454) 1,011 -> 476 ms, depth 4 (3,352) 1,505 ->
+# 833 ms; sin depth 3 859 -> 405 ms; gaussian depth 4 1,367 -> 706 ms; gelu depth 2 (3,152)
+# 1,395 -> 642 ms, depth 3 (4,950) 2,416 -> 1,255 ms, depth 4 (loop, 6,748) 5,296 -> 3,740 ms.
+# Blocks of 16,384 entries ran within 6% of these up to 2,048 products (erf depth 2: 258 ms)
+# and 1.8x slower for gelu depth 3; blocks of 32,768 gained nothing. Written-out pairs run
+# 1.2-3x slower in blocks (a loop body fuses worse), so they take none. On other devices,
+# tiles keep their parallelism (no blocks).
+ROW_BLOCK_MAX_ENTRIES = 8192
 ROW_BLOCK_PRODUCT_ENTRIES = 1 << 25
+# Pairs of at least this total order are first traced at a row block's shape (CompiledCore):
+# lowering the erf depth-4 biharmonic x biharmonic (N = 256, blocks of 32 rows) took 1.28-1.35 s
+# when traced at the tile's shape and then at the block's, 0.82-0.83 s (session 8, no blocks:
+# 0.89-0.90 s); tracing erf depth-2 Lap x Lap (written out) first at a block's shape would
+# raise its lowering from 0.14-0.22 s to 0.41-0.45 s.
+BLOCK_TRACE_MIN_ORDER = 6
 # Feature dot products of at most this many features are written as sums of outer products
 # (fused by XLA into the work that consumes them; with the identity map, the row and column
 # structure of p's first coefficients: depth-3 sin u_xxxx x u_xxxx in 2-D 25 -> 7-9 ms, depth-1
@@ -609,21 +617,29 @@ class CompiledCore:
   compiled by the enclosing transformation."""
 
   def __init__(self, layouts: dict, pair_args: Callable, one_pair: Callable, pairs: int,
-               older_scale: float = 1.0):
+               older_scale: float = 1.0, order: int = 0):
     self._layouts = {name: jax.jit(_in_row_blocks(f), static_argnames="rows")
                      for name, f in layouts.items()}
     self.jitted = jax.jit(layouts["loop"])
     self._pair_args, self._one_pair = pair_args, one_pair
-    self.pairs, self.older_scale = pairs, older_scale
+    self.pairs, self.older_scale, self.order = pairs, older_scale, order
     self.layout, self.largest, self.older, self.rows = None, None, None, None
     self._compiled = {}
     self._decisions = {}  # (shapes, dtype) -> (layout, largest, older, rows)
 
   def _decide(self, args):
-    with jets.counting() as count:
-      jax.eval_shape(self._one_pair, *self._pair_args(*args))
-    per_pair = count.largest
+    # One pair is traced (and its products counted) once per shapes, and the layout's
+    # program reuses that trace if it calls the pair at the same shapes. Pairs of total
+    # order >= BLOCK_TRACE_MIN_ORDER are traced at the shape of a row block: they usually
+    # run in blocks, and if they are written out after all, their pair is small (at most
+    # PAIR_UNROLL_MAX_PRODUCTS / pairs products) and traced again at the full shape.
     n1, n2 = jnp.shape(args[0])[0], jnp.shape(args[1])[0]
+    blocks = self.pairs > 1 and self.order >= BLOCK_TRACE_MIN_ORDER
+    rows = row_block(n1, n2, 0) if blocks else n1
+    x1, x2, om1, om2 = args
+    with jets.counting() as count:
+      jax.eval_shape(self._one_pair, *self._pair_args(x1[:rows], x2, om1[..., :rows], om2))
+    per_pair = count.largest
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
       largest = self.pairs * per_pair
       return ("written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS * self.older_scale,
@@ -696,7 +712,7 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
   layouts = {"written out": written_out, "loop": loop if n_u * n_v > 1 else written_out,
              "stacked": stacked}
   return CompiledCore(layouts, pair_args, one, n_u * n_v,
-                      OLDER_EMITTERS_SCALE.get(s.activation, 1.0))
+                      OLDER_EMITTERS_SCALE.get(s.activation, 1.0), sum(order))
 
 
 def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,

@@ -270,6 +270,28 @@ def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
     assert max_rel(written_out, blocked) < RTOL_PLAIN
 
 
+def test_one_trace_of_the_pair_per_kernel(monkeypatch, points):
+  """The pair is traced once per shapes and the compiled program reuses that trace: at the
+  full shape for ``Lap x Lap`` (written out), at a row block's shape for the biharmonic
+  (total order 8, in blocks of 2 rows here)."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("row blocks are a CPU layout")
+  traces = []
+  real = taylor_engine._pair_jet
+  monkeypatch.setattr(taylor_engine, "_pair_jet", lambda *a: traces.append(1) or real(*a))
+  monkeypatch.setattr(taylor_engine, "ROW_BLOCK_MAX_ENTRIES", 16)
+  net = ntkpde.mlp(1, activation="erf", W_std=1.2)  # a structure no other test compiles
+  x1, x2 = points
+  for op, layout, rows in ((LAP, "written out", 8), (BIH, "loop", 2)):
+    taylor_engine.compiled_core.cache_clear()
+    traces.clear()
+    ntkpde.operator_kernel(net.kernel_fn, op, method="taylor")(x1, x2)
+    form = taylor_engine.directional_form(op)
+    core = taylor_engine.core_for(net.kernel_fn.structure, None, form, form, "ntk")
+    assert (core.layout, core.rows, len(traces)) == (layout, rows, 1)
+  taylor_engine.compiled_core.cache_clear()
+
+
 def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(monkeypatch):
   """A core whose traced program has a straight-line region of at least
   ``OLDER_EMITTERS_MIN_PRODUCTS`` full-size jet products (depth-3 beam, layers unrolled)
