@@ -637,8 +637,12 @@ class CompiledCore:
     blocks = self.pairs > 1 and self.order >= BLOCK_TRACE_MIN_ORDER
     rows = row_block(n1, n2, 0) if blocks else n1
     x1, x2, om1, om2 = args
+    pair_args = self._pair_args(x1[:rows], x2, om1[..., :rows], om2)
     with jets.counting() as count:
-      jax.eval_shape(self._one_pair, *self._pair_args(x1[:rows], x2, om1[..., :rows], om2))
+      jax.eval_shape(self._one_pair, *pair_args)
+    if not count.largest:  # JAX reused an earlier trace of these shapes: count on a new one
+      with jets.counting() as count:
+        jax.eval_shape(lambda *a: self._one_pair.__wrapped__(*a), *pair_args)
     per_pair = count.largest
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
       largest = self.pairs * per_pair

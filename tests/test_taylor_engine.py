@@ -250,9 +250,12 @@ def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   # Lowering the same shapes again (another device) reuses JAX's trace, which counts no
   # products: the decision made on the first trace must stand.
   x = jax.numpy.zeros((8, 2))
-  core.lower(x, x, taylor_engine.omegas(form, LAP, x), taylor_engine.omegas(form, LAP, x))
-  taylor_engine.compiled_core.cache_clear()
+  args = (x, x, taylor_engine.omegas(form, LAP, x), taylor_engine.omegas(form, LAP, x))
+  core.lower(*args)
   assert core.layout == "loop" and core.largest > 0
+  # Deciding again on those shapes (JAX's trace cached) still counts the products.
+  assert core._decide(args)[:2] == ("loop", core.largest)
+  taylor_engine.compiled_core.cache_clear()
   assert max_rel(written_out, looped) < RTOL_PLAIN
   monkeypatch.setattr(taylor_engine, "STACKED_MIN_PRODUCTS", 0)
   taylor_engine.compiled_core.cache_clear()
