@@ -654,9 +654,9 @@ class CompiledCore:
     return "loop", per_pair, per_pair > STACKED_MAX_PRODUCTS, rows
 
   def lower(self, *args):
-    """The program this core compiles for ``args``, lowered; sets ``.layout``, ``.largest``
-    and ``.older``. The decision is kept per shapes and dtype: JAX traces a pair once per
-    shapes and dtype, so a later trace (e.g. for another device) counts nothing."""
+    """The program this core compiles for ``args``, lowered; sets ``.layout``, ``.largest``,
+    ``.older`` and ``.rows``. The decision is kept per shapes and dtype (another device
+    lowers the same program)."""
     signature = (tuple(jnp.shape(a) for a in args), args[0].dtype)
     if signature not in self._decisions:
       self._decisions[signature] = self._decide(args)
