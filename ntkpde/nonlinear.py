@@ -223,8 +223,8 @@ def solve(kernel_fn: Callable, channels: Sequence, targets: Sequence, get: str =
     output_maps.check_channels(output, [eq[:3] for eq in equations])
     kernel_fn = output_maps.ConstrainedKernel(kernel_fn, output)
   measures, index = _measurements(equations)
-  shift = np.zeros(sum(len(c.points) for c in measures)) if output is None else np.concatenate(
-      [np.asarray(output.shift(c.operator)(jnp.asarray(c.points))) for c in measures])
+  shift = (np.zeros(sum(len(c.points) for c in measures)) if output is None
+           else output.shifts(measures))
   theta = np.asarray(operator_kernels.gram(kernel_fn, measures, get).matrix)
   cross = None
   if x_test is not None:

@@ -56,6 +56,11 @@ class OutputMap:
     """``x -> (T A)(x)``: subtract it from the targets of a channel with operator ``T``."""
     return op(self.A)
 
+  def shifts(self, channels) -> np.ndarray:
+    """``[T_c A(X_c)]_c`` over ``(name, operator, points)`` channels, concatenated."""
+    return np.concatenate([np.asarray(self.shift(op)(jnp.asarray(points)))
+                           for _, op, points in channels])
+
 
 def output_map(coords: Sequence[str], A="0", B="1") -> OutputMap:
   """``u = A + B N``; ``A``, ``B`` as text (``"x*(1 - x)"``) or JAX functions of ``x``."""

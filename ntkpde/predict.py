@@ -418,7 +418,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
   if output is not None:
     output_maps.check_channels(output, chans)
     kernel_fn = output_maps.ConstrainedKernel(kernel_fn, output)
-    shift = np.concatenate([np.asarray(output.shift(c.operator)(c.points)) for c in chans])
+    shift = output.shifts(chans)
     y = y - shift
   sizes = {c.name: len(c.points) for c in chans}
   n = len(y)

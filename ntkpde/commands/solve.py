@@ -256,8 +256,7 @@ def _solve(args, problem, net, description, times, weight_spec, sample, omap, ou
   fitted = predict_fn(times)          # T_c u_t at the channels' points: the real residuals
   print(f"[3/4] predictions at {len(means)} times ({time.perf_counter() - start:.1f} s)", flush=True)
   y = np.concatenate(sample.targets)
-  r0 = -y if omap is None else np.concatenate(         # T_c u_0 - y_c, with u_0 = A on average
-      [np.asarray(omap.shift(c.operator)(c.points)) for c in sample.channels]) - y
+  r0 = -y if omap is None else omap.shifts(sample.channels) - y  # T_c u_0 - y_c, mean u_0 = A
   flow = residual_flow(K, r0, A, learning_rate=eta / n)
   rows = []
   for label, mean, fit in zip(labels, means, fitted):
