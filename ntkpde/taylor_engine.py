@@ -111,11 +111,11 @@ STACKED_MAX_PRODUCTS = 6000
 # tiles keep their parallelism (no blocks).
 ROW_BLOCK_MAX_ENTRIES = 8192
 ROW_BLOCK_PRODUCT_ENTRIES = 1 << 25
-# Pairs of at least this total order are first traced at a row block's shape (CompiledCore):
-# lowering the erf depth-4 biharmonic x biharmonic (N = 256, blocks of 32 rows) took 1.28-1.35 s
-# when traced at the tile's shape and then at the block's, 0.82-0.83 s (session 8, no blocks:
-# 0.89-0.90 s); tracing erf depth-2 Lap x Lap (written out) first at a block's shape would
-# raise its lowering from 0.14-0.22 s to 0.41-0.45 s.
+# Pairs of at least this total order are first traced at a row block's shape (CompiledCore).
+# Lowering the erf depth-4 biharmonic x biharmonic (N = 256, blocks of 32 rows) took
+# 1.28-1.35 s traced at the tile's shape and then at the block's, 0.82-0.84 s traced at the
+# block's only (session 8, no blocks: 0.89-0.90 s); tracing erf depth-2 Lap x Lap (written
+# out) first at a block's shape would raise its lowering from 0.14-0.22 s to 0.41-0.45 s.
 BLOCK_TRACE_MIN_ORDER = 6
 # Feature dot products of at most this many features are written as sums of outer products
 # (fused by XLA into the work that consumes them; with the identity map, the row and column
@@ -633,10 +633,10 @@ class CompiledCore:
     # order >= BLOCK_TRACE_MIN_ORDER are traced at the shape of a row block: they usually
     # run in blocks, and if they are written out after all, their pair is small (at most
     # PAIR_UNROLL_MAX_PRODUCTS / pairs products) and traced again at the full shape.
-    n1, n2 = jnp.shape(args[0])[0], jnp.shape(args[1])[0]
+    x1, x2, om1, om2 = args
+    n1, n2 = jnp.shape(x1)[0], jnp.shape(x2)[0]
     blocks = self.pairs > 1 and self.order >= BLOCK_TRACE_MIN_ORDER
     rows = row_block(n1, n2, 0) if blocks else n1
-    x1, x2, om1, om2 = args
     pair_args = self._pair_args(x1[:rows], x2, om1[..., :rows], om2)
     with jets.counting() as count:
       jax.eval_shape(self._one_pair, *pair_args)
