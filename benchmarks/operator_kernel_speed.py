@@ -247,7 +247,7 @@ def emitters_table(activations, depths, pairs, n, repeats, json_path, report):
     timings = timed_interleaved({"plain": (plain, repeats), **{k: (op, repeats)
                                  for k, op in ops.items()}}, (x, x), repeats)
     core = cores["default"]
-    older = (core.largest >= threshold * core.older_scale if core.layout == "written out"
+    older = (core.largest >= threshold if core.layout == "written out"
              else core.older)
     row = {"activation": activation, "depth": depth, "pair": name,
            "order": T.order + S.order, "n": n, "plain_s": timings["plain"][1],

@@ -163,7 +163,7 @@ class Jet:
 
   def __pow__(self, exponent):
     if exponent == 2:
-      return self * self
+      return self.square()
     return power(self, float(exponent))
 
 

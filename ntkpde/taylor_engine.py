@@ -65,19 +65,17 @@ LAYER_LOOP_MIN_DEPTH = 5
 LAYER_UNROLL_MAX_PRODUCTS = 5000
 # A written-out core whose largest straight-line region has at least this many full-size
 # coefficient products (jets.counting) is compiled with XLA's older CPU fusion emitters
-# (_compat.older_fusion_emitters); gaussian kernels from OLDER_EMITTERS_SCALE times as many.
-# The default emitters compile one fusion of that size super-linearly and, from depth 4 (gelu
-# from depth 2), run it up to 10x slower. Measured with half-integer powers as square roots
-# (N = 256, 2-core CPU, first call / steady state, default -> older emitters;
-# docs/benchmarks.md, "Session 8"): u_xxx x u_xxx sin depth 4 (1,343 products) 3.7 s /
-# 46.5 ms -> 1.1 s / 4.3 ms, erf depth 4 (1,380) 4.5 s / 8.3 ms -> 1.5 s / 7.5 ms, gelu
-# depth 2 (1,455) 4.9 s / 65.9 ms -> 1.5 s / 6.8 ms; the 1-d beam, gelu depth 2 (3,152)
-# 32.4 s / 409 ms -> 3.3 s / 10.9 ms. From 974 to 1,468 products at depths 1-3 both are within
-# 0.6 s and 1.4x of each other. gaussian runs 3-4x slower under the older emitters up to
-# about 1,500 products (depth-4 u_xxx x u_xxx, 1,475: 3.5 -> 14.2 ms) and faster from about
-# 2,000 (depth-4 Lap x Lap, 2,008: 28.4 -> 20.3 ms). The thresholds are measured heuristics.
+# (_compat.older_fusion_emitters). The default emitters compile one fusion of that size
+# super-linearly and, from depth 4 (gelu from depth 2), run it up to 10x slower. Measured with
+# half-integer powers as square roots (N = 256, 2-core CPU, first call / steady state, default
+# -> older emitters; docs/benchmarks.md, "Session 8"): u_xxx x u_xxx sin depth 4 (1,343
+# products) 3.7 s / 46.5 ms -> 1.1 s / 4.3 ms, erf depth 4 (1,380) 4.5 s / 8.3 ms -> 1.5 s /
+# 7.5 ms, gelu depth 2 (1,455) 4.9 s / 65.9 ms -> 1.5 s / 6.8 ms; the 1-d beam, gelu depth 2
+# (3,152) 32.4 s / 409 ms -> 3.3 s / 10.9 ms. From 974 to 1,468 products at depths 1-3 both are
+# within 0.6 s and 1.4x of each other; gaussian too since session 10 (_gaussian; depth-3
+# Lap x u_xxx, 1,222: 3.6 -> 5.3 ms; depth-4 Lap x Lap, 2,008: 4.4 s / 39.7 ms -> 1.7 s /
+# 6.0 ms). The threshold is a measured heuristic.
 OLDER_EMITTERS_MIN_PRODUCTS = 1300
-OLDER_EMITTERS_SCALE = {"gaussian": 1.5}
 # Direction pairs are written out (not looped) while pairs x products per pair is at most
 # this: a loop body runs 1.3-7x slower per pair than straight-line pairs (not shared work:
 # theory/taylor_engine.md, section 3b).
@@ -185,7 +183,7 @@ def _sin(nngp, cov1, cov2, ntk, a=1.0, b=1.0, c=0.0):
 def _gaussian(nngp, cov1, cov2, ntk, a=1.0, b=-1.0):
   """``a exp(b z^2)``: ``1 / sqrt((1 - 2b S11)(1 - 2b S22) - 4 b^2 S12^2)``; ``dot`` has
   ``4 b^2 S12 / det^3``."""
-  det2 = (1 - 2 * b * cov1) * (1 - 2 * b * cov2) - 4 * b * b * nngp * nngp
+  det2 = (1 - 2 * b * cov1) * (1 - 2 * b * cov2) - ((2 * b) * nngp) ** 2
   inv_det, inv_det3 = jets.powers(det2, (-0.5, -1.5))
   diag = [jets.power(1 - 4 * b * v, -0.5) for v in (cov1, cov2)]
   a2 = a * a
@@ -608,7 +606,7 @@ class CompiledCore:
     (where stacking was slower).
 
   A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
-  products (``older_scale`` times as many). On CPU, looped and stacked pairs run over blocks
+  products. On CPU, looped and stacked pairs run over blocks
   of rows (:func:`row_block`), whose intermediate jets stay in the caches. ``.layout``,
   ``.largest`` (the products of the program's largest straight-line region, or of one pair
   where they loop or are stacked), ``.older`` (whether the older emitters were taken) and
@@ -617,12 +615,12 @@ class CompiledCore:
   compiled by the enclosing transformation."""
 
   def __init__(self, layouts: dict, pair_args: Callable, one_pair: Callable, pairs: int,
-               older_scale: float = 1.0, order: int = 0):
+               order: int = 0):
     self._layouts = {name: jax.jit(_in_row_blocks(f), static_argnames="rows")
                      for name, f in layouts.items()}
     self.jitted = jax.jit(layouts["loop"])
     self._pair_args, self._one_pair = pair_args, one_pair
-    self.pairs, self.older_scale, self.order = pairs, older_scale, order
+    self.pairs, self.order = pairs, order
     self.layout, self.largest, self.older, self.rows = None, None, None, None
     self._compiled = {}
     self._decisions = {}  # (shapes, dtype) -> (layout, largest, older, rows)
@@ -646,8 +644,7 @@ class CompiledCore:
     per_pair = count.largest
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
       largest = self.pairs * per_pair
-      return ("written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS * self.older_scale,
-              n1)
+      return "written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS, n1
     rows = row_block(n1, n2, per_pair)
     if STACKED_MIN_PRODUCTS <= per_pair <= STACKED_MAX_PRODUCTS:
       return "stacked", per_pair, True, rows
@@ -715,8 +712,7 @@ def compiled_core(s: MlpStructure, input_map, dirs1, dirs2, degrees, get) -> Com
     return x1, x2, om1[0], om2[0], u_all[0], v_all[0]
   layouts = {"written out": written_out, "loop": loop if n_u * n_v > 1 else written_out,
              "stacked": stacked}
-  return CompiledCore(layouts, pair_args, one, n_u * n_v,
-                      OLDER_EMITTERS_SCALE.get(s.activation, 1.0), sum(order))
+  return CompiledCore(layouts, pair_args, one, n_u * n_v, sum(order))
 
 
 def core_for(s: MlpStructure, input_map, f1: DirectionalForm, f2: DirectionalForm,
