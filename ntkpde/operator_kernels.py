@@ -35,6 +35,8 @@ import dataclasses
 import functools
 import logging
 import os
+import queue
+import threading
 import warnings
 from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
@@ -238,10 +240,15 @@ def _bucket(n: int, tile: int) -> int:
   return min(size, tile)
 
 
+def _block_size(n: int, tile: int) -> int:
+  """Rows of every block of ``n`` points in tiles of at most ``tile``."""
+  return _bucket(n, tile) if n <= tile else tile
+
+
 def _blocks(x: np.ndarray, tile: int):
   """``(start, padded block)`` pairs covering ``x``; every block has the same
   number of rows (padding repeats the block's first row, and is cut off)."""
-  size = _bucket(len(x), tile) if len(x) <= tile else tile
+  size = _block_size(len(x), tile)
   for start in range(0, len(x), size):
     piece = x[start:start + size]
     yield start, np.concatenate([piece, np.repeat(piece[:1], size - len(piece), 0)])
@@ -282,6 +289,58 @@ def device_tiles(fn: Callable, tasks: Iterable[Tuple[np.ndarray, np.ndarray, int
     yield _finished(*task)
 
 
+def _compile_job(fn: Callable, a, b) -> Optional[Callable[[], object]]:
+  """A function that compiles ``fn`` for blocks like ``a`` and ``b`` (``jax.ShapeDtypeStruct``s
+  with a device sharding), after lowering it here: ``fn.prepare`` (the Taylor engine) or a
+  jitted ``fn``'s ``lower(a, b).compile`` (JAX keeps the executable for later calls);
+  ``None`` for other callables or a program already compiled."""
+  if hasattr(fn, "prepare"):
+    return fn.prepare(a, b)
+  if hasattr(fn, "lower"):
+    return fn.lower(a, b).compile
+  return None
+
+
+def compile_concurrently(jobs: Iterable[Optional[Callable[[], object]]]) -> None:
+  """Runs the compile ``jobs`` (functions of no argument; ``None`` skipped) on up to one
+  thread per available CPU while this thread draws the next job (lowering it) from
+  ``jobs``, and waits for them. XLA releases Python's lock while it compiles, so independent
+  programs compile side by side (docs/benchmarks.md, "Session 10"). The first error is
+  raised once every job has stopped; the threads are daemons, so Ctrl-C does not wait for
+  a compilation in flight."""
+  pending: "queue.Queue" = queue.Queue()
+  errors = []
+
+  def worker():
+    for job in iter(pending.get, None):
+      if errors:
+        continue
+      try:
+        job()
+      except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+        errors.append(err)
+  threads = []
+  for job in jobs:
+    if job is None:
+      continue
+    if len(threads) < _cpus():
+      threads.append(threading.Thread(target=worker, daemon=True))
+      threads[-1].start()
+    pending.put(job)
+  for _ in threads:
+    pending.put(None)
+  for thread in threads:
+    while thread.is_alive():
+      thread.join(0.1)
+  if errors:
+    raise errors[0]
+
+
+def _cpus() -> int:
+  """CPUs this process may run on."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _finished(values, total, rows: int, cols: int) -> Tuple[np.ndarray, int]:
   block = np.asarray(values)[:rows, :cols]
   if np.isfinite(total):
@@ -307,6 +366,22 @@ def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int, out: np.ndar
   for (i, _, j, _), (block, count) in zip(places, device_tiles(fn, tasks)):
     bad += _place(out, symmetric, i, j, block, count)
   return bad
+
+
+def _tile_compile_jobs(fn: Callable, a: np.ndarray, b: np.ndarray, tile: int,
+                       symmetric: bool) -> list:
+  """:func:`_compile_job` of ``fn`` for the one tile shape of ``_tiled(fn, a, b, tile, ...)``
+  on each device :func:`device_tiles` gives a tile to."""
+  size_a, size_b = _block_size(len(a), tile), _block_size(len(b), tile)
+  rows, cols = -(-len(a) // size_a), -(-len(b) // size_b)
+  tiles = rows * (rows + 1) // 2 if symmetric else rows * cols
+  jobs = []
+  for device in jax.local_devices()[:tiles]:
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    jobs.append(_compile_job(
+        fn, jax.ShapeDtypeStruct((size_a,) + a.shape[1:], _float_dtype(), sharding=sharding),
+        jax.ShapeDtypeStruct((size_b,) + b.shape[1:], _float_dtype(), sharding=sharding)))
+  return jobs
 
 
 def _place(out: np.ndarray, symmetric: bool, i: int, j: int, block: np.ndarray,
@@ -354,9 +429,18 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
   ``fn(a, b)`` is a JAX function of two equally padded blocks of points; it is kept as
   ``evaluate.tile_fn`` (with ``evaluate.coords`` and ``evaluate.tile``) for callers that
   schedule their own tiles (:mod:`ntkpde.large_eigen`)."""
+  def compile_jobs(x1, x2=None) -> list:
+    """The :func:`_compile_job` of each program ``evaluate(x1, x2)`` will call (one tile
+    shape, on each device that takes a tile), lowered now and to be run by
+    :func:`compile_concurrently`; programs already compiled give none."""
+    a = _check_points(x1, T, "x1")
+    b = a if x2 is None else _check_points(x2, S, "x2")
+    return _tile_compile_jobs(fn, a, b, int(tile), symmetric=x2 is None and T == S)
+
   def evaluate(x1, x2=None, out=None):
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
+    compile_concurrently(_tile_compile_jobs(fn, a, b, int(tile), x2 is None and T == S))
     shape, dtype = (len(a), len(b)), _float_dtype()
     if out is None:
       out = np.empty(shape, dtype)
@@ -372,6 +456,7 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
           f"is smooth enough for the operators and that the inputs are in range.")
     return out
   evaluate.tile_fn, evaluate.coords, evaluate.tile = fn, T.coords, int(tile)
+  evaluate.compile_jobs = compile_jobs
   return evaluate
 
 
@@ -537,7 +622,8 @@ def gram(kernel_fn: Callable, channels: Sequence, get: str = "ntk",
 
 def assemble_gram(chans: Sequence[Channel], block_kernel: Callable) -> BlockGram:
   """``BlockGram`` of validated channels, block ``(a, b)`` written in place by
-  ``block_kernel(T_a, T_b)`` (a :func:`tiled_evaluator`) into one preallocated matrix:
+  ``block_kernel(T_a, T_b)`` (a :func:`tiled_evaluator`) into one preallocated matrix,
+  every block's program compiled first, side by side (:func:`compile_concurrently`):
   upper blocks computed, lower blocks their transposes, diagonal blocks from their upper
   tiles, symmetrised (``T_x T_x' K(X, X)`` is symmetric only up to rounding: the ``jvp``
   nesting order differs). Peak memory is the matrix plus a few tiles. A
@@ -545,13 +631,16 @@ def assemble_gram(chans: Sequence[Channel], block_kernel: Callable) -> BlockGram
   n = sum(len(c.points) for c in chans)
   out = np.empty((n, n), _float_dtype())
   starts = np.cumsum([0] + [len(c.points) for c in chans])
+  blocks = {(i, j): block_kernel(chans[i].operator, chans[j].operator)
+            for i in range(len(chans)) for j in range(i, len(chans))}
+  compile_concurrently(job for (i, j), kernel in blocks.items() for job in
+                       kernel.compile_jobs(chans[i].points, None if i == j else chans[j].points))
   for i, a in enumerate(chans):
     for j in range(i, len(chans)):
       b = chans[j]
       rows, cols = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
       try:
-        block_kernel(a.operator, b.operator)(a.points, None if i == j else b.points,
-                                             out=out[rows, cols])
+        blocks[i, j](a.points, None if i == j else b.points, out=out[rows, cols])
       except NonFiniteKernelError as err:
         raise NonFiniteKernelError(f"block ({a.name!r}, {b.name!r}): {err}") from None
       if i != j:

@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import threading
 from fractions import Fraction
 from typing import Callable, Optional, Tuple
 
@@ -606,11 +607,12 @@ class CompiledCore:
     (where stacking was slower).
 
   A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
-  products. On CPU, looped and stacked pairs run over blocks
-  of rows (:func:`row_block`), whose intermediate jets stay in the caches. ``.layout``,
-  ``.largest`` (the products of the program's largest straight-line region, or of one pair
-  where they loop or are stacked), ``.older`` (whether the older emitters were taken) and
-  ``.rows`` (rows per block) describe the last program compiled.
+  products. On CPU, looped and stacked pairs run over blocks of rows (:func:`row_block`),
+  whose intermediate jets stay in the caches. ``.layout``, ``.largest`` (the products of the
+  program's largest straight-line region, or of one pair where they loop or are stacked),
+  ``.older`` (whether the older emitters were taken) and ``.rows`` (rows per block) describe
+  the last program lowered. :meth:`prepare` lowers a program and leaves its compilation to
+  another thread.
   Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop,
   compiled by the enclosing transformation."""
 
@@ -623,6 +625,8 @@ class CompiledCore:
     self.pairs, self.order = pairs, order
     self.layout, self.largest, self.older, self.rows = None, None, None, None
     self._compiled = {}
+    self._pending = set()  # signatures being compiled by prepare's functions
+    self._lock = threading.Lock()
     self._decisions = {}  # (shapes, dtype) -> (layout, largest, older, rows)
 
   def _decide(self, args):
@@ -632,10 +636,11 @@ class CompiledCore:
     # run in blocks, and if they are written out after all, their pair is small (at most
     # PAIR_UNROLL_MAX_PRODUCTS / pairs products) and traced again at the full shape.
     x1, x2, om1, om2 = args
-    n1, n2 = jnp.shape(x1)[0], jnp.shape(x2)[0]
+    n1, n2 = x1.shape[0], x2.shape[0]
     blocks = self.pairs > 1 and self.order >= BLOCK_TRACE_MIN_ORDER
     rows = row_block(n1, n2, 0) if blocks else n1
-    pair_args = self._pair_args(x1[:rows], x2, om1[..., :rows], om2)
+    pair_args = jax.eval_shape(self._pair_args, jax.ShapeDtypeStruct((rows,) + x1.shape[1:], x1.dtype),
+                               x2, jax.ShapeDtypeStruct(om1.shape[:-1] + (rows,), om1.dtype), om2)
     with jets.counting() as count:
       jax.eval_shape(self._one_pair, *pair_args)
     if not count.largest:  # JAX reused an earlier trace of these shapes: count on a new one
@@ -651,25 +656,53 @@ class CompiledCore:
     return "loop", per_pair, per_pair > STACKED_MAX_PRODUCTS, rows
 
   def lower(self, *args):
-    """The program this core compiles for ``args``, lowered; sets ``.layout``, ``.largest``,
-    ``.older`` and ``.rows``. The decision is kept per shapes and dtype (another device
-    lowers the same program)."""
-    signature = (tuple(jnp.shape(a) for a in args), args[0].dtype)
+    """The program this core compiles for ``args`` (arrays, or ``jax.ShapeDtypeStruct``s with
+    a device sharding), lowered; sets ``.layout``, ``.largest``, ``.older`` and ``.rows``.
+    The decision is kept per shapes and dtype (another device lowers the same program)."""
+    signature = (tuple(a.shape for a in args), args[0].dtype)
     if signature not in self._decisions:
       self._decisions[signature] = self._decide(args)
     self.layout, self.largest, self.older, self.rows = self._decisions[signature]
     return self._layouts[self.layout].lower(*args, rows=self.rows)
 
+  def prepare(self, *args) -> Optional[Callable[[], None]]:
+    """Lowers the program for ``args`` (as :meth:`lower`) and returns a function that
+    compiles it and keeps it for calls on those shapes and device, to be run on another
+    thread (``operator_kernels.compile_concurrently``); ``None`` if it is compiled or being
+    compiled."""
+    key = _signature(args)
+    with self._lock:
+      if key in self._compiled or key in self._pending:
+        return None
+      self._pending.add(key)
+    try:
+      lowered = self.lower(*args)
+    except BaseException:
+      self._pending.discard(key)
+      raise
+    options = _compat.older_fusion_emitters() if self.older else None
+
+    def compile_program():
+      try:
+        self._compiled[key] = lowered.compile(options)
+      finally:
+        self._pending.discard(key)
+    return compile_program
+
   def __call__(self, *args):
     if any(_compat.is_tracer(a) for a in args):
       return self.jitted(*args)  # inside an enclosing transformation, which compiles
-    key = (tuple(jnp.shape(a) for a in args), args[0].dtype, frozenset(args[0].devices()))
-    compiled = self._compiled.get(key)
+    compiled = self._compiled.get(_signature(args))
     if compiled is None:
       lowered = self.lower(*args)
       compiled = lowered.compile(_compat.older_fusion_emitters() if self.older else None)
-      self._compiled[key] = compiled
+      self._compiled[_signature(args)] = compiled
     return compiled(*args)
+
+
+def _signature(args) -> tuple:
+  """Shapes, dtype and devices: what a compiled core is kept for."""
+  return (tuple(a.shape for a in args), args[0].dtype, frozenset(args[0].sharding.device_set))
 
 
 @functools.lru_cache(maxsize=256)
@@ -732,4 +765,12 @@ def operator_kernel_fn(s: MlpStructure, input_map, T, S, get: str) -> Callable:
   def fn(x1, x2):
     x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
     return core(x1, x2, omegas1(x1), omegas2(x2))
+
+  def prepare(x1, x2):
+    """:meth:`CompiledCore.prepare` for blocks like ``x1`` and ``x2``
+    (``jax.ShapeDtypeStruct``s with a device sharding)."""
+    weights = [jax.ShapeDtypeStruct(w.shape, w.dtype, sharding=x.sharding)
+               for w, x in ((jax.eval_shape(omegas1, x1), x1), (jax.eval_shape(omegas2, x2), x2))]
+    return core.prepare(x1, x2, *weights)
+  fn.prepare = prepare
   return fn

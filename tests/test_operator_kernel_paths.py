@@ -257,3 +257,84 @@ def test_a_tile_makes_no_host_round_trip_and_stays_float64(kernel_fn, method):
     return fn(a, b) * float(a[0, 0])
   with pytest.raises(jax.errors.ConcretizationTypeError):
     jax.make_jaxpr(reads_back)(spec, spec)  # such a read is what tracing rejects
+
+
+def test_compile_jobs_run_side_by_side_and_errors_reach_the_caller():
+  """Two jobs that each wait for the other finish only if they run at once, on threads
+  other than the caller's; a job's error is raised in the caller."""
+  import threading
+  if operator_kernels._cpus() < 2:
+    pytest.skip("one CPU: jobs run one at a time")
+  barrier, ran = threading.Barrier(2, timeout=20), []
+
+  def job():
+    barrier.wait()
+    ran.append(threading.get_ident())
+  operator_kernels.compile_concurrently([job, None, job])
+  assert len(set(ran)) == 2 and threading.get_ident() not in ran
+
+  def broken():
+    raise ValueError("no such program")
+  with pytest.raises(ValueError, match="no such program"):
+    operator_kernels.compile_concurrently([broken, lambda: None])
+
+
+def _abstract(rows):
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.ShapeDtypeStruct((rows, 2), np.float64, sharding=sharding)
+
+
+def test_a_prepared_program_is_not_compiled_again(kernel_fn, monkeypatch):
+  """Both routes' compile jobs leave a program that later calls reuse: the Taylor core is
+  not lowered again, and the nested-jvp function (JAX's own cache) compiles nothing more.
+  The two routes' values agree to rounding."""
+  from ntkpde import taylor_engine
+  events, counting = [], [False]
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda name, seconds, **_: events.append(name) if counting[0] and "backend_compile" in name
+      else None)
+  lap = parse("u_xx + u_yy", COORDS)
+  taylor = ntkpde.operator_kernel(kernel_fn, lap, method="taylor").tile_fn
+  nested = ntkpde.operator_kernel(kernel_fn, lap, method="nested-jvp").tile_fn
+  a, b = _abstract(11), _abstract(7)  # shapes no other test compiles
+  job = operator_kernels._compile_job(taylor, a, b)
+  assert job is not None and operator_kernels._compile_job(taylor, a, b) is None  # pending
+  operator_kernels.compile_concurrently([job, operator_kernels._compile_job(nested, a, b)])
+  assert operator_kernels._compile_job(taylor, a, b) is None  # compiled
+  form = taylor_engine.directional_form(lap)
+  core = taylor_engine.core_for(kernel_fn.structure, kernel_fn.input_map, form, form, "ntk")
+  monkeypatch.setattr(core, "lower", lambda *args: pytest.fail("lowered again"))
+  rng = np.random.default_rng(8)
+  x1, x2 = (jax.device_put(rng.uniform(-1, 1, (n, 2)), jax.local_devices()[0]) for n in (11, 7))
+  counting[0] = True
+  try:
+    via_nested = np.asarray(nested(x1, x2))
+  finally:
+    counting[0] = False
+  assert not events
+  assert _rel(taylor(x1, x2), via_nested) < ROUNDING
+
+
+def test_gram_compiles_every_block_before_evaluating(monkeypatch):
+  """``gram`` hands all six blocks' programs to ``compile_concurrently`` at once, before
+  evaluating any block (whose own calls then find nothing to compile), and its blocks equal
+  ``operator_kernel`` block by block."""
+  kfn = ntkpde.mlp(2, activation="erf", W_std=1.1).kernel_fn  # cores no other test compiles
+  calls, run = [], operator_kernels.compile_concurrently
+
+  def recording(jobs):
+    jobs = [job for job in jobs if job is not None]
+    calls.append(len(jobs))
+    run(jobs)
+  monkeypatch.setattr(operator_kernels, "compile_concurrently", recording)
+  rng = np.random.default_rng(9)
+  ops = [parse("u_xx + u_yy", COORDS), identity(COORDS), parse("u_x", COORDS)]
+  points = [rng.uniform(-1, 1, (n, 2)) for n in (19, 10, 5)]
+  g = ntkpde.gram(kfn, [(name, op, x) for name, op, x in zip("abc", ops, points)], tile=16)
+  assert calls[0] == 6 and not any(calls[1:]), calls
+  for i in range(3):
+    for j in range(i, 3):
+      k = ntkpde.operator_kernel(kfn, ops[i], ops[j], tile=16)
+      assert k.method == "taylor"
+      direct = k(points[i], None if i == j else points[j])
+      assert _rel(g.block("abc"[i], "abc"[j]), direct) < ROUNDING
