@@ -192,8 +192,12 @@ def _tiled_ntk(apply_fn: Callable, params, T: LinearOperator, S: LinearOperator,
   batch_size = default_batch_size(params, *ops) if batch_size is None else int(batch_size)
   block = _compiled_block(apply_fn, ops)
   a, b = ops.index(T), ops.index(S)
-  return tiled_evaluator(lambda u, v: block(params, u, v, a, b), T, S, batch_size,
-                         f"empirical T_x S_x' Theta with T = {T}, S = {S}")
+
+  def tile(u, v):
+    return block(params, u, v, a, b)
+  tile.lower = lambda u, v: block.lower(params, u, v, a, b)  # compiled side by side
+  tile.program = block  # one program for every block of a Gram (a, b are traced)
+  return tiled_evaluator(tile, T, S, batch_size, f"empirical T_x S_x' Theta with T = {T}, S = {S}")
 
 
 @functools.lru_cache(maxsize=128)

@@ -291,9 +291,9 @@ def device_tiles(fn: Callable, tasks: Iterable[Tuple[np.ndarray, np.ndarray, int
 
 def _compile_job(fn: Callable, a, b) -> Optional[Callable[[], object]]:
   """A function that compiles ``fn`` for blocks like ``a`` and ``b`` (``jax.ShapeDtypeStruct``s
-  with a device sharding), after lowering it here: ``fn.prepare`` (the Taylor engine) or a
-  jitted ``fn``'s ``lower(a, b).compile`` (JAX keeps the executable for later calls);
-  ``None`` for other callables or a program already compiled."""
+  with a device sharding), after lowering it here: ``fn.prepare`` (the Taylor engine) or
+  ``fn.lower(a, b).compile`` (a jitted ``fn``, the empirical NTK's tiles; JAX keeps the
+  executable for later calls); ``None`` for other callables or a program already compiled."""
   if hasattr(fn, "prepare"):
     return fn.prepare(a, b)
   if hasattr(fn, "lower"):
@@ -368,20 +368,36 @@ def _tiled(fn: Callable, x1: np.ndarray, x2: np.ndarray, tile: int, out: np.ndar
   return bad
 
 
-def _tile_compile_jobs(fn: Callable, a: np.ndarray, b: np.ndarray, tile: int,
-                       symmetric: bool) -> list:
-  """:func:`_compile_job` of ``fn`` for the one tile shape of ``_tiled(fn, a, b, tile, ...)``
-  on each device :func:`device_tiles` gives a tile to."""
+def _tile_programs(fn: Callable, a: np.ndarray, b: np.ndarray, tile: int, symmetric: bool
+                   ) -> list:
+  """``(key, lower)`` for the one tile shape of ``_tiled(fn, a, b, tile, ...)`` on each device
+  :func:`device_tiles` gives a tile to: ``lower()`` lowers ``fn`` there and returns its
+  :func:`_compile_job`; ``key`` names the program (``fn.program``, shared by tile functions
+  that compile one program, else ``fn``; shapes; device)."""
   size_a, size_b = _block_size(len(a), tile), _block_size(len(b), tile)
   rows, cols = -(-len(a) // size_a), -(-len(b) // size_b)
   tiles = rows * (rows + 1) // 2 if symmetric else rows * cols
-  jobs = []
+  programs = []
   for device in jax.local_devices()[:tiles]:
     sharding = jax.sharding.SingleDeviceSharding(device)
-    jobs.append(_compile_job(
-        fn, jax.ShapeDtypeStruct((size_a,) + a.shape[1:], _float_dtype(), sharding=sharding),
-        jax.ShapeDtypeStruct((size_b,) + b.shape[1:], _float_dtype(), sharding=sharding)))
-  return jobs
+    blocks = [jax.ShapeDtypeStruct((size,) + x.shape[1:], _float_dtype(), sharding=sharding)
+              for size, x in ((size_a, a), (size_b, b))]
+    programs.append(((getattr(fn, "program", fn), size_a, size_b, device),
+                     functools.partial(_compile_job, fn, *blocks)))
+  return programs
+
+
+def _compile_programs(programs: Iterable[Tuple[tuple, Callable]]) -> None:
+  """Lowers each distinct program of ``programs`` (:func:`_tile_programs`) here and compiles
+  them side by side (:func:`compile_concurrently`)."""
+  seen = set()
+
+  def jobs():
+    for key, lower in programs:
+      if key not in seen:
+        seen.add(key)
+        yield lower()
+  compile_concurrently(jobs())
 
 
 def _place(out: np.ndarray, symmetric: bool, i: int, j: int, block: np.ndarray,
@@ -429,18 +445,17 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
   ``fn(a, b)`` is a JAX function of two equally padded blocks of points; it is kept as
   ``evaluate.tile_fn`` (with ``evaluate.coords`` and ``evaluate.tile``) for callers that
   schedule their own tiles (:mod:`ntkpde.large_eigen`)."""
-  def compile_jobs(x1, x2=None) -> list:
-    """The :func:`_compile_job` of each program ``evaluate(x1, x2)`` will call (one tile
-    shape, on each device that takes a tile), lowered now and to be run by
-    :func:`compile_concurrently`; programs already compiled give none."""
+  def programs(x1, x2=None) -> list:
+    """The programs ``evaluate(x1, x2)`` will call (:func:`_tile_programs`: one tile shape,
+    on each device that takes a tile), for :func:`_compile_programs`."""
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
-    return _tile_compile_jobs(fn, a, b, int(tile), symmetric=x2 is None and T == S)
+    return _tile_programs(fn, a, b, int(tile), symmetric=x2 is None and T == S)
 
   def evaluate(x1, x2=None, out=None):
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
-    compile_concurrently(_tile_compile_jobs(fn, a, b, int(tile), x2 is None and T == S))
+    _compile_programs(_tile_programs(fn, a, b, int(tile), x2 is None and T == S))
     shape, dtype = (len(a), len(b)), _float_dtype()
     if out is None:
       out = np.empty(shape, dtype)
@@ -456,7 +471,7 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
           f"is smooth enough for the operators and that the inputs are in range.")
     return out
   evaluate.tile_fn, evaluate.coords, evaluate.tile = fn, T.coords, int(tile)
-  evaluate.compile_jobs = compile_jobs
+  evaluate.programs = programs
   return evaluate
 
 
@@ -633,8 +648,8 @@ def assemble_gram(chans: Sequence[Channel], block_kernel: Callable) -> BlockGram
   starts = np.cumsum([0] + [len(c.points) for c in chans])
   blocks = {(i, j): block_kernel(chans[i].operator, chans[j].operator)
             for i in range(len(chans)) for j in range(i, len(chans))}
-  compile_concurrently(job for (i, j), kernel in blocks.items() for job in
-                       kernel.compile_jobs(chans[i].points, None if i == j else chans[j].points))
+  _compile_programs(program for (i, j), kernel in blocks.items() for program in
+                    kernel.programs(chans[i].points, None if i == j else chans[j].points))
   for i, a in enumerate(chans):
     for j in range(i, len(chans)):
       b = chans[j]
