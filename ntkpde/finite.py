@@ -176,7 +176,8 @@ def empirical_gram(apply_fn: Callable, params, channels: Sequence,
   """The empirical block Gram matrix ``[Theta_hat_{T_a,T_b}(X_a, X_b)]_{a,b}``: the finite-width
   counterpart of :func:`ntkpde.gram` over the same ``channels`` ``[(name, operator, X), ...]``.
   Equals ``J J^T`` with ``J`` the Jacobian of all residuals (``residual_jacobian``). All
-  blocks share one compiled function (the network with one output per distinct operator)."""
+  blocks share one jitted function (the network with one output per distinct operator),
+  compiled once per tile shape, side by side, before the first block is evaluated."""
   chans = as_channels(channels)
   if batch_size is not None and int(batch_size) < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
