@@ -24,3 +24,18 @@ def points():
   """``(x1, x2)``: 6 and 5 points in [-1, 1]^2, fixed."""
   rng = np.random.default_rng(1234)
   return rng.uniform(-1, 1, (6, 2)), rng.uniform(-1, 1, (5, 2))
+
+
+@pytest.fixture
+def compile_calls(monkeypatch):
+  """The number of compile jobs each call of ``operator_kernels.compile_concurrently`` is
+  handed (``None`` excluded), in order; the jobs still run."""
+  from ntkpde import operator_kernels
+  calls, run = [], operator_kernels.compile_concurrently
+
+  def recording(jobs):
+    jobs = [job for job in jobs if job is not None]
+    calls.append(len(jobs))
+    run(jobs)
+  monkeypatch.setattr(operator_kernels, "compile_concurrently", recording)
+  return calls

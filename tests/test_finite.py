@@ -308,25 +308,17 @@ def test_check_network_rejects_non_scalar_and_non_smooth_networks(small_net):
     finite.check_network(apply_fn, relu_params, (OPS["id"], OPS["ux"]))
 
 
-def test_empirical_gram_compiles_its_tile_shapes_side_by_side_first(monkeypatch):
+def test_empirical_gram_compiles_its_tile_shapes_side_by_side_first(compile_calls):
   """``empirical_gram`` hands its distinct programs (one per tile shape: its blocks share
   one compiled function) to ``compile_concurrently`` before evaluating a block, and the
   Gram equals its blocks computed one by one. A network of its own: no cached programs."""
-  from ntkpde import operator_kernels
   net = ntkpde.mlp(1, 6, "erf")
   _, params = net.init_fn(jax.random.PRNGKey(6), (-1, 2))
-  calls, run = [], operator_kernels.compile_concurrently
-
-  def recording(jobs):
-    jobs = [job for job in jobs if job is not None]
-    calls.append(len(jobs))
-    run(jobs)
-  monkeypatch.setattr(operator_kernels, "compile_concurrently", recording)
   x_bd = np.concatenate([X_BD, X_BD + [0.0, 0.1], X_BD - [0.0, 0.1]])  # 9 points: 12 padded
   chans = [("r", LAP, X_IN), ("n", NEUMANN_X, x_bd), ("m", LAP, X_IN[::-1])]
   G = finite.empirical_gram(net.apply_fn, params, chans, batch_size=16)
   # six blocks, four tile shapes: (8, 8), (8, 12), (12, 12), (12, 8); then one call per block
-  assert calls[0] == 4 and len(calls) == 7, calls
+  assert compile_calls[0] == 4 and len(compile_calls) == 7, compile_calls
   for i, (a, op_a, xa) in enumerate(chans):
     for b, op_b, xb in chans[i:]:
       direct = finite.empirical_operator_ntk(net.apply_fn, params, op_a, op_b, batch_size=16)(xa, xb)

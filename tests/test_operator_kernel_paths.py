@@ -315,23 +315,16 @@ def test_a_prepared_program_is_not_compiled_again(kernel_fn, monkeypatch):
   assert _rel(taylor(x1, x2), via_nested) < ROUNDING
 
 
-def test_gram_compiles_every_block_before_evaluating(monkeypatch):
+def test_gram_compiles_every_block_before_evaluating(compile_calls):
   """``gram`` hands all six blocks' programs to ``compile_concurrently`` at once, before
   evaluating any block (whose own calls then find nothing to compile), and its blocks equal
   ``operator_kernel`` block by block."""
   kfn = ntkpde.mlp(2, activation="erf", W_std=1.1).kernel_fn  # cores no other test compiles
-  calls, run = [], operator_kernels.compile_concurrently
-
-  def recording(jobs):
-    jobs = [job for job in jobs if job is not None]
-    calls.append(len(jobs))
-    run(jobs)
-  monkeypatch.setattr(operator_kernels, "compile_concurrently", recording)
   rng = np.random.default_rng(9)
   ops = [parse("u_xx + u_yy", COORDS), identity(COORDS), parse("u_x", COORDS)]
   points = [rng.uniform(-1, 1, (n, 2)) for n in (19, 10, 5)]
   g = ntkpde.gram(kfn, [(name, op, x) for name, op, x in zip("abc", ops, points)], tile=16)
-  assert calls[0] == 6 and not any(calls[1:]), calls
+  assert compile_calls[0] == 6 and not any(compile_calls[1:]), compile_calls
   for i in range(3):
     for j in range(i, 3):
       k = ntkpde.operator_kernel(kfn, ops[i], ops[j], tile=16)
