@@ -158,8 +158,7 @@ def _cross_matrix(kernel_fn, channels, x, get) -> np.ndarray:
   """``[D^beta_j K(x, x_j)]``: value kernels against every measurement functional."""
   coords = channels[0].operator.coords
   ident = _derivative_operator(coords, (0,) * len(coords))
-  return np.concatenate([np.asarray(operator_kernels.operator_kernel(
-      kernel_fn, ident, c.operator, get)(x, c.points)) for c in channels], axis=1)
+  return operator_kernels.cross_kernel(kernel_fn, ident, channels, x, get)
 
 
 def _check_equations(channels, targets):

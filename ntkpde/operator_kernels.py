@@ -599,6 +599,22 @@ def available_memory() -> Optional[int]:
     return None
 
 
+def cross_kernel(kernel_fn: Callable, T: LinearOperator, channels: Sequence, x,
+                 get: str = "ntk") -> np.ndarray:
+  """``[T_x S_c,x' K(x, X_c)]_c``: the kernel of points ``x`` under ``T`` against every
+  channel ``(name, S_c, X_c)``, one ``(n, sum_c n_c)`` float64 array (the cross blocks of
+  prediction), written block by block into one array after every block's program has been
+  compiled side by side (:func:`compile_concurrently`)."""
+  chans = [c if isinstance(c, Channel) else Channel(*c) for c in channels]
+  kernels = [operator_kernel(kernel_fn, T, c.operator, get) for c in chans]
+  _compile_programs(program for k, c in zip(kernels, chans) for program in k.programs(x, c.points))
+  starts = np.cumsum([0] + [len(c.points) for c in chans])
+  out = np.empty((len(x), starts[-1]), _float_dtype())
+  for k, c, lo, hi in zip(kernels, chans, starts[:-1], starts[1:]):
+    k(x, c.points, out=out[:, lo:hi])
+  return out
+
+
 def check_gram_memory(n: int, force: bool = False, tile: Optional[int] = None) -> None:
   """Refuses (``ValueError``) an ``n x n`` float64 Gram whose estimated peak host memory
   exceeds the available memory, unless forced: ``GRAM_PEAK_FACTOR * 8 n^2`` bytes, plus

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from ntkpde import _checks, operators, output_maps
-from ntkpde.operator_kernels import BlockGram, as_channels, gram, operator_kernel
+from ntkpde.operator_kernels import BlockGram, as_channels, cross_kernel, gram, operator_kernel
 from ntkpde.spectrum import as_matrix
 from ntkpde.weights import RULES, Weights, per_residual
 
@@ -466,13 +466,11 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
     if x_test is None:
       k_td = _add_diagonal_regularizer(train_gram(get), diag_reg)
       return k_td, prior(get) if compute_cov else None, prior(get) if compute_cov else None
-    def cross(g):
-      return np.concatenate([np.asarray(operator_kernel(kernel_fn, test_operator, c.operator, g)(
-          x_test, c.points)) for c in chans], axis=1)
-    k_td = cross(get)
+    k_td = cross_kernel(kernel_fn, test_operator, chans, x_test, get)
     if not compute_cov:
       return k_td, None, None
-    nngp_td = k_td if get == "nngp" else cross("nngp")
+    nngp_td = k_td if get == "nngp" else cross_kernel(kernel_fn, test_operator, chans, x_test,
+                                                       "nngp")
     k_tt = np.asarray(operator_kernel(kernel_fn, test_operator, test_operator, "nngp")(x_test))
     return k_td, nngp_td, k_tt
 

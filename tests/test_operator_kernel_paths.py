@@ -331,3 +331,19 @@ def test_gram_compiles_every_block_before_evaluating(compile_calls):
       assert k.method == "taylor"
       direct = k(points[i], None if i == j else points[j])
       assert _rel(g.block("abc"[i], "abc"[j]), direct) < ROUNDING
+
+
+def test_cross_kernel_compiles_its_blocks_first_and_assembles_them(compile_calls):
+  """``cross_kernel`` (prediction's cross blocks) hands its three programs over at once and
+  writes each block where ``operator_kernel`` block by block puts it."""
+  kfn = ntkpde.mlp(2, activation="erf", W_std=1.2).kernel_fn  # cores no other test compiles
+  rng = np.random.default_rng(10)
+  chans = [("a", parse("u_xx + u_yy", COORDS), rng.uniform(-1, 1, (7, 2))),
+           ("b", identity(COORDS), rng.uniform(-1, 1, (4, 2))),
+           ("c", parse("u_y", COORDS), rng.uniform(-1, 1, (3, 2)))]
+  x = rng.uniform(-1, 1, (6, 2))
+  lap = parse("u_xx + u_yy", COORDS)
+  got = operator_kernels.cross_kernel(kfn, lap, chans, x)
+  assert compile_calls[0] == 3 and not any(compile_calls[1:]), compile_calls
+  blocks = [ntkpde.operator_kernel(kfn, lap, op)(x, pts) for _, op, pts in chans]
+  np.testing.assert_array_equal(got, np.concatenate(blocks, axis=1))
