@@ -320,15 +320,17 @@ def compile_concurrently(jobs: Iterable[Optional[Callable[[], object]]]) -> None
       except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
         errors.append(err)
   threads = []
-  for job in jobs:
-    if job is None:
-      continue
-    if len(threads) < _cpus():
-      threads.append(threading.Thread(target=worker, daemon=True))
-      threads[-1].start()
-    pending.put(job)
-  for _ in threads:
-    pending.put(None)
+  try:
+    for job in jobs:
+      if job is None:
+        continue
+      if len(threads) < _cpus():
+        threads.append(threading.Thread(target=worker, daemon=True))
+        threads[-1].start()
+      pending.put(job)
+  finally:  # also when drawing a job fails: every thread stops
+    for _ in threads:
+      pending.put(None)
   for thread in threads:
     while thread.is_alive():
       thread.join(0.1)

@@ -639,8 +639,9 @@ class CompiledCore:
     n1, n2 = x1.shape[0], x2.shape[0]
     blocks = self.pairs > 1 and self.order >= BLOCK_TRACE_MIN_ORDER
     rows = row_block(n1, n2, 0) if blocks else n1
-    pair_args = jax.eval_shape(self._pair_args, jax.ShapeDtypeStruct((rows,) + x1.shape[1:], x1.dtype),
-                               x2, jax.ShapeDtypeStruct(om1.shape[:-1] + (rows,), om1.dtype), om2)
+    block = (jax.ShapeDtypeStruct((rows,) + x1.shape[1:], x1.dtype), x2,
+             jax.ShapeDtypeStruct(om1.shape[:-1] + (rows,), om1.dtype), om2)
+    pair_args = jax.eval_shape(self._pair_args, *block)
     with jets.counting() as count:
       jax.eval_shape(self._one_pair, *pair_args)
     if not count.largest:  # JAX reused an earlier trace of these shapes: count on a new one

@@ -278,6 +278,18 @@ def test_compile_jobs_run_side_by_side_and_errors_reach_the_caller():
   with pytest.raises(ValueError, match="no such program"):
     operator_kernels.compile_concurrently([broken, lambda: None])
 
+  def lowering_fails():  # the error of drawing (lowering) a job stops every thread too
+    yield lambda: None
+    raise RuntimeError("cannot lower")
+  before = threading.active_count()
+  with pytest.raises(RuntimeError, match="cannot lower"):
+    operator_kernels.compile_concurrently(lowering_fails())
+  for _ in range(100):
+    if threading.active_count() <= before:
+      break
+    threading.Event().wait(0.05)
+  assert threading.active_count() <= before
+
 
 def _abstract(rows):
   sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
