@@ -601,6 +601,15 @@ def available_memory() -> Optional[int]:
     return None
 
 
+def compile_blocks(kernel_fn: Callable, blocks: Iterable[tuple]) -> None:
+  """Compiles, side by side (:func:`compile_concurrently`), every program that the kernel
+  blocks ``(T, S, x1, x2, get)`` (``x2=None``: ``x1`` against itself) will call through
+  :func:`operator_kernel` with the default tile, so that a caller about to compute several
+  Grams and cross blocks (``predict``) compiles them in one wave."""
+  _compile_programs(program for T, S, x1, x2, get in blocks
+                    for program in operator_kernel(kernel_fn, T, S, get).programs(x1, x2))
+
+
 def cross_kernel(kernel_fn: Callable, T: LinearOperator, channels: Sequence, x,
                  get: str = "ntk") -> np.ndarray:
   """``[T_x S_c,x' K(x, X_c)]_c``: the kernel of points ``x`` under ``T`` against every

@@ -33,7 +33,8 @@ import numpy as np
 import scipy.linalg
 
 from ntkpde import _checks, operators, output_maps
-from ntkpde.operator_kernels import BlockGram, as_channels, cross_kernel, gram, operator_kernel
+from ntkpde.operator_kernels import (BlockGram, as_channels, check_gram_memory, compile_blocks,
+                                     cross_kernel, gram, operator_kernel)
 from ntkpde.spectrum import as_matrix
 from ntkpde.weights import RULES, Weights, per_residual
 
@@ -474,6 +475,20 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
     k_tt = np.asarray(operator_kernel(kernel_fn, test_operator, test_operator, "nngp")(x_test))
     return k_td, nngp_td, k_tt
 
+  def compile_kernels(x_test, get, test_operator, compute_cov):
+    # Every Gram and cross block this call will compute, compiled side by side in one wave.
+    gets = {get, "nngp"} if compute_cov else {get}
+    if gets - set(grams):
+      check_gram_memory(n)  # gram's own refusal, before any compilation
+    blocks = [(chans[i].operator, chans[j].operator, chans[i].points,
+               None if i == j else chans[j].points, g)
+              for g in gets - set(grams) for i in range(len(chans)) for j in range(i, len(chans))]
+    if x_test is not None:
+      blocks += [(test_operator, c.operator, x_test, c.points, g) for g in gets for c in chans]
+      if compute_cov:
+        blocks.append((test_operator, test_operator, x_test, None, "nngp"))
+    compile_blocks(kernel_fn, blocks)
+
   def check_limit(get):
     _check_limit(decomposition(get), "Theta A")
 
@@ -518,6 +533,7 @@ def gradient_descent_mse_ensemble(kernel_fn: Callable, channels: Sequence, targe
                        "training channel's own points. Pass x_test=... with test_operator.")
     if test_operator is None:
       test_operator = operators.identity(coords)
+    compile_kernels(x_test, get, test_operator, compute_cov)
     k_td, nngp_td, k_tt = test_kernels(x_test, get, test_operator, compute_cov)
     flat = np.atleast_1d(np.inf if times is None else times)
     if np.any(np.isinf(flat)):

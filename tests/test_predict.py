@@ -510,3 +510,20 @@ def test_defective_weighting_takes_the_expm_route_and_matches_the_jordan_closed_
     E = jordan_exp(lr / 2, t)
     np.testing.assert_allclose(m, (np.eye(2) - E) @ y, rtol=0, atol=1e-12)
     np.testing.assert_allclose(s, E @ E.T, rtol=0, atol=1e-12)
+
+
+def test_a_prediction_compiles_every_block_in_one_wave(two_channels, compile_calls):
+  """A first prediction with covariance hands every program it needs (NTK and NNGP Grams,
+  cross blocks, the test NNGP) to ``compile_concurrently`` at once, none later, and gives
+  the same numbers as a second call. Every tile is 8 x 8; the cores are compiled by no other
+  test."""
+  channels, targets = two_channels
+  kfn = ntkpde.mlp(2, activation="erf", W_std=1.3).kernel_fn
+  fn = gradient_descent_mse_ensemble(kfn, channels, targets)
+  x_test = np.linspace(0.0, 1.0, 5)[:, None]
+  mean, cov = fn(t=np.inf, x_test=x_test, compute_cov=True)
+  # per get: (u_xx, u_xx), (u_xx, u), (u, u) on the channels; (u, u_xx) across (u, u shared)
+  assert compile_calls[0] == 8 and not any(compile_calls[1:]), compile_calls
+  again = fn(t=np.inf, x_test=x_test, compute_cov=True)
+  np.testing.assert_array_equal(mean, again[0])
+  np.testing.assert_array_equal(cov, again[1])
