@@ -454,10 +454,15 @@ def tiled_evaluator(fn: Callable, T: LinearOperator, S: LinearOperator, tile: in
     b = a if x2 is None else _check_points(x2, S, "x2")
     return _tile_programs(fn, a, b, int(tile), symmetric=x2 is None and T == S)
 
+  prepared = set()  # programs this evaluator has had compiled: later calls skip the lookup
+
   def evaluate(x1, x2=None, out=None):
     a = _check_points(x1, T, "x1")
     b = a if x2 is None else _check_points(x2, S, "x2")
-    _compile_programs(_tile_programs(fn, a, b, int(tile), x2 is None and T == S))
+    programs = [p for p in _tile_programs(fn, a, b, int(tile), x2 is None and T == S)
+                if p[0] not in prepared]
+    _compile_programs(programs)
+    prepared.update(key for key, _ in programs)
     shape, dtype = (len(a), len(b)), _float_dtype()
     if out is None:
       out = np.empty(shape, dtype)
@@ -617,12 +622,11 @@ def cross_kernel(kernel_fn: Callable, T: LinearOperator, channels: Sequence, x,
   prediction), written block by block into one array after every block's program has been
   compiled side by side (:func:`compile_concurrently`)."""
   chans = [c if isinstance(c, Channel) else Channel(*c) for c in channels]
-  kernels = [operator_kernel(kernel_fn, T, c.operator, get) for c in chans]
-  _compile_programs(program for k, c in zip(kernels, chans) for program in k.programs(x, c.points))
+  compile_blocks(kernel_fn, [(T, c.operator, x, c.points, get) for c in chans])
   starts = np.cumsum([0] + [len(c.points) for c in chans])
   out = np.empty((len(x), starts[-1]), _float_dtype())
-  for k, c, lo, hi in zip(kernels, chans, starts[:-1], starts[1:]):
-    k(x, c.points, out=out[:, lo:hi])
+  for c, lo, hi in zip(chans, starts[:-1], starts[1:]):
+    operator_kernel(kernel_fn, T, c.operator, get)(x, c.points, out=out[:, lo:hi])
   return out
 
 

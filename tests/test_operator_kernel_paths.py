@@ -15,6 +15,7 @@ floating-point operations, so rounding is below 10^3 * 2.2e-16 ~ 2e-13 of the
 matrix's largest entry (seen: <= 5e-16). Per-pair reverse-mode autodiff rounds
 differently but equally finely: same bound.
 """
+import json
 import re
 
 import jax
@@ -359,3 +360,16 @@ def test_cross_kernel_compiles_its_blocks_first_and_assembles_them(compile_calls
   assert compile_calls[0] == 3 and not any(compile_calls[1:]), compile_calls
   blocks = [ntkpde.operator_kernel(kfn, lap, op)(x, pts) for _, op, pts in chans]
   np.testing.assert_array_equal(got, np.concatenate(blocks, axis=1))
+
+
+def test_compile_side_by_side_benchmark_smoke(capsys):
+  """benchmarks/compile_side_by_side.py --smoke: one case, both ways, a table row."""
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parents[1] / "benchmarks" / "compile_side_by_side.py"
+  spec = importlib.util.spec_from_file_location("compile_side_by_side", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  bench.main(["--smoke"])
+  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+  assert len(rows) == 1 and rows[0]["one_thread_s"] > 0 and rows[0]["side_by_side_s"] > 0
