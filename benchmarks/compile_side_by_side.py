@@ -79,7 +79,7 @@ def main(argv=None):
     row["ratio"] = row["side_by_side_s"] / row["one_thread_s"]
     rows.append(row)
     print(json.dumps(row), flush=True)
-  print(f"\n| problem | network | one compile thread | side by side | ratio |\n|---|---|---|---|---|")
+  print("\n| problem | network | one compile thread | side by side | ratio |\n|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['problem']} | {r['activation']} depth {r['depth']} | {r['one_thread_s']:.2f} s | "
           f"{r['side_by_side_s']:.2f} s | {r['ratio']:.2f} |")
