@@ -35,7 +35,7 @@ loop body counted once per pair). ``--fused`` compares ``Lap_x Lap_x'`` of the
 one-layer erf NTK against a fused (SymPy-derived, CSE'd, jitted) closed form.
 
 ``--emitters`` compares, per case of ``--orders``, the Taylor engine compiled with XLA's
-default CPU fusion emitters and with the older ones (``_compat.older_fusion_emitters``):
+default CPU fusion emitters and with the older ones (``_compat.cpu_compiler_options``):
 first call and steady state of each, in one process (fresh compilations, interleaved
 steady-state medians), the count that decides between them (the full-size jet products of
 the largest straight-line region of the traced program, ``taylor_engine.CompiledCore.largest``),
@@ -174,7 +174,7 @@ def engine_program(kernel_fn, T, S, n, d):
   core = te.core_for(kernel_fn.structure, kernel_fn.input_map, f1, f2, "ntk")
   x = jnp.zeros((n, d))
   lowered = core.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
-  cost = lowered.compile(_compat.older_fusion_emitters()).cost_analysis()  # compiles fast
+  cost = lowered.compile(_compat.cpu_compiler_options(older_emitters=True)).cost_analysis()  # compiles fast
   cost = cost[0] if isinstance(cost, list) else cost
   pairs = 1 if core.layout == "written out" else len(f1.directions) * len(f2.directions)
   return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / (core.rows * n)

@@ -201,24 +201,40 @@ def in_place_loop_options() -> Optional[dict]:
   return {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
-@functools.lru_cache(maxsize=1)
-def older_fusion_emitters() -> Optional[dict]:
-  """``compiler_options`` selecting XLA's older CPU fusion emitters
-  (``xla_cpu_use_fusion_emitters=False``) for ``Lowered.compile``, or ``None`` off the CPU
-  and where this XLA does not know the option (probed once on a one-operation program).
+@functools.lru_cache(maxsize=None)
+def _cpu_option_known(name: str, value) -> bool:
+  """Whether this XLA's CPU compiler takes ``{name: value}`` (probed once on a one-operation
+  program)."""
+  try:
+    jax.jit(lambda x: x + 1.0).lower(np.zeros(2)).compile({name: value})
+  except Exception:  # noqa: BLE001 - XLA raises its own error types for unknown options
+    return False
+  return True
 
-  The default emitters compile one elementwise fusion of a few thousand operations
-  super-linearly (the Taylor engine's high-order cores, ntkpde.taylor_engine), and at total
-  order 6 under nested ``jvp`` their code runs about 3x slower than the older emitters';
-  on smaller programs they are faster (docs/benchmarks.md, "XLA's fusion emitters")."""
+
+def cpu_compiler_options(older_emitters: bool = False,
+                         hoist_loop_invariants: bool = True) -> Optional[dict]:
+  """``compiler_options`` for ``Lowered.compile`` on the CPU (``None`` off the CPU, or when
+  nothing differs from XLA's defaults); an option this XLA does not know is left out.
+
+  - ``older_emitters``: XLA's older CPU fusion emitters (``xla_cpu_use_fusion_emitters=False``).
+    The default emitters compile one elementwise fusion of a few thousand operations
+    super-linearly (the Taylor engine's high-order cores, ntkpde.taylor_engine), and at total
+    order 6 under nested ``jvp`` their code runs about 3x slower than the older emitters'; on
+    smaller programs they are faster (docs/benchmarks.md, "XLA's fusion emitters").
+  - ``hoist_loop_invariants=False`` turns off XLA's while-loop-invariant code motion
+    (``xla_disable_hlo_passes``). On a loop body of thousands of elementwise operations that
+    pass and the simplification it triggers take most of the HLO passes' time
+    (taylor_engine.LOOP_INVARIANT_MOTION_MAX_PRODUCTS)."""
   if jax.default_backend() != "cpu":
     return None
-  options = {"xla_cpu_use_fusion_emitters": False}
-  try:
-    jax.jit(lambda x: x + 1.0).lower(np.zeros(2)).compile(options)
-  except Exception:  # noqa: BLE001 - XLA raises its own error types for unknown options
-    return None
-  return options
+  options = {}
+  if older_emitters and _cpu_option_known("xla_cpu_use_fusion_emitters", False):
+    options["xla_cpu_use_fusion_emitters"] = False
+  if not hoist_loop_invariants and _cpu_option_known("xla_disable_hlo_passes",
+                                                     "while-loop-invariant-code-motion"):
+    options["xla_disable_hlo_passes"] = "while-loop-invariant-code-motion"
+  return options or None
 
 
 def is_tracer(x) -> bool:

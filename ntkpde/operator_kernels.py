@@ -151,7 +151,7 @@ def _compiled(kernel_fn: Callable, t: LinearOperator, s: LinearOperator, get: st
                   stacklevel=3)
   # From order 6 on, XLA's older CPU fusion emitters compile this program faster and run it
   # about 3x faster (depth-2 erf u_xxx x u_xxx: 7 s and 25x plain against 13 s and 108x).
-  options = _compat.older_fusion_emitters() if slow else None
+  options = _compat.cpu_compiler_options(older_emitters=True) if slow else None
   return _compat.jit(_apply(_apply(_kernel(kernel_fn, get), s, 1), t, 0), options)
 
 

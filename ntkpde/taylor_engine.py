@@ -66,7 +66,7 @@ LAYER_LOOP_MIN_DEPTH = 5
 LAYER_UNROLL_MAX_PRODUCTS = 5000
 # A written-out core whose largest straight-line region has at least this many full-size
 # coefficient products (jets.counting) is compiled with XLA's older CPU fusion emitters
-# (_compat.older_fusion_emitters). The default emitters compile one fusion of that size
+# (_compat.cpu_compiler_options). The default emitters compile one fusion of that size
 # super-linearly and, from depth 4 (gelu from depth 2), run it up to 10x slower. Measured with
 # half-integer powers as square roots (N = 256, 2-core CPU, first call / steady state, default
 # -> older emitters; docs/benchmarks.md, "Session 8"): u_xxx x u_xxx sin depth 4 (1,343
@@ -95,6 +95,19 @@ PAIR_UNROLL_MAX_PRODUCTS = 5000
 # 2,267 ms.
 STACKED_MIN_PRODUCTS = 1500
 STACKED_MAX_PRODUCTS = 6000
+# Stacked pairs of more than this many products compile without XLA's while-loop-invariant
+# code motion (_compat.cpu_compiler_options). That pass hoists the work that does not depend
+# on the direction pair (powers and derivatives of the kernel's constant coefficients) out of
+# the loop over pairs; on a body of thousands of products it and the simplification it
+# triggers take most of the HLO passes' time. Measured (N = 256, 2-core CPU, biharmonic x
+# biharmonic, compile / steady state, with -> without, one process; docs/benchmarks.md,
+# "Session 11"): erf depth 4 (3,352 products) 4.6-5.7 s / 158-183 ms -> 3.4-4.2 s / 180-193 ms,
+# sin depth 4 (3,145) 4.4-5.5 s -> 2.8-3.2 s at 0.97-1.06x the run time, gaussian depth 4
+# (3,326) 4.3 -> 3.7 s at 0.94x, gelu depth 2 (3,152) 5.1 -> 3.9 s at 0.99x, depth 3 (4,950)
+# 8.7-9.8 s -> 6.7-8.7 s at 0.99-1.01x. Below, erf ran 1.06-1.24x slower without it (depths
+# 2-3, 1,556-2,454 products) for 0.6-1.6 s less compilation; a looped body above
+# STACKED_MAX_PRODUCTS (gelu depth 4) compiled no faster.
+LOOP_INVARIANT_MOTION_MAX_PRODUCTS = 3000
 # On CPU, looped and stacked pairs run over blocks of rows of at most ROW_BLOCK_MAX_ENTRIES
 # entries and ROW_BLOCK_PRODUCT_ENTRIES / (products per pair) entries (CompiledCore): their
 # programs materialise intermediate jets between fusions (329-1,778 B per entry), which then
@@ -607,11 +620,12 @@ class CompiledCore:
     (where stacking was slower).
 
   A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
-  products. On CPU, looped and stacked pairs run over blocks of rows (:func:`row_block`),
+  products; stacked pairs of more than :data:`LOOP_INVARIANT_MOTION_MAX_PRODUCTS` compile
+  without XLA's loop-invariant code motion. On CPU, looped and stacked pairs run over blocks of rows (:func:`row_block`),
   whose intermediate jets stay in the caches. ``.layout``, ``.largest`` (the products of the
   program's largest straight-line region, or of one pair where they loop or are stacked),
-  ``.older`` (whether the older emitters were taken) and ``.rows`` (rows per block) describe
-  the last program lowered. :meth:`prepare` lowers a program and leaves its compilation to
+  ``.older`` (whether the older emitters were taken), ``.hoisted`` (whether XLA hoists loop
+  invariants) and ``.rows`` (rows per block) describe the last program lowered. :meth:`prepare` lowers a program and leaves its compilation to
   another thread.
   Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop,
   compiled by the enclosing transformation."""
@@ -623,11 +637,11 @@ class CompiledCore:
     self.jitted = jax.jit(layouts["loop"])
     self._pair_args, self._one_pair = pair_args, one_pair
     self.pairs, self.order = pairs, order
-    self.layout, self.largest, self.older, self.rows = None, None, None, None
+    self.layout, self.largest, self.older, self.hoisted, self.rows = None, None, None, None, None
     self._compiled = {}
     self._pending = set()  # signatures being compiled by prepare's functions
     self._lock = threading.Lock()
-    self._decisions = {}  # (shapes, dtype) -> (layout, largest, older, rows)
+    self._decisions = {}  # (shapes, dtype) -> (layout, largest, older, hoisted, rows)
 
   def _decide(self, args):
     # One pair is traced (and its products counted) once per shapes, and the layout's
@@ -650,21 +664,27 @@ class CompiledCore:
     per_pair = count.largest
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
       largest = self.pairs * per_pair
-      return "written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS, n1
+      return "written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS, True, n1
     rows = row_block(n1, n2, per_pair)
     if STACKED_MIN_PRODUCTS <= per_pair <= STACKED_MAX_PRODUCTS:
-      return "stacked", per_pair, True, rows
-    return "loop", per_pair, per_pair > STACKED_MAX_PRODUCTS, rows
+      return "stacked", per_pair, True, per_pair <= LOOP_INVARIANT_MOTION_MAX_PRODUCTS, rows
+    return "loop", per_pair, per_pair > STACKED_MAX_PRODUCTS, True, rows
 
   def lower(self, *args):
     """The program this core compiles for ``args`` (arrays, or ``jax.ShapeDtypeStruct``s with
-    a device sharding), lowered; sets ``.layout``, ``.largest``, ``.older`` and ``.rows``.
+    a device sharding), lowered; sets ``.layout``, ``.largest``, ``.older``, ``.hoisted`` and
+    ``.rows``.
     The decision is kept per shapes and dtype (another device lowers the same program)."""
     signature = (tuple(a.shape for a in args), args[0].dtype)
     if signature not in self._decisions:
       self._decisions[signature] = self._decide(args)
-    self.layout, self.largest, self.older, self.rows = self._decisions[signature]
+    self.layout, self.largest, self.older, self.hoisted, self.rows = self._decisions[signature]
     return self._layouts[self.layout].lower(*args, rows=self.rows)
+
+  def _options(self) -> Optional[dict]:
+    """The compiler options of the last program lowered."""
+    return _compat.cpu_compiler_options(older_emitters=self.older,
+                                        hoist_loop_invariants=self.hoisted)
 
   def prepare(self, *args) -> Optional[Callable[[], None]]:
     """Lowers the program for ``args`` (as :meth:`lower`) and returns a function that
@@ -681,7 +701,7 @@ class CompiledCore:
     except BaseException:
       self._pending.discard(key)
       raise
-    options = _compat.older_fusion_emitters() if self.older else None
+    options = self._options()
 
     def compile_program():
       try:
@@ -696,7 +716,7 @@ class CompiledCore:
     compiled = self._compiled.get(_signature(args))
     if compiled is None:
       lowered = self.lower(*args)
-      compiled = lowered.compile(_compat.older_fusion_emitters() if self.older else None)
+      compiled = lowered.compile(self._options())
       self._compiled[_signature(args)] = compiled
     return compiled(*args)
 

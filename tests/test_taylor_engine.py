@@ -261,8 +261,19 @@ def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   taylor_engine.compiled_core.cache_clear()
   stacked, core = lap_lap()
   taylor_engine.compiled_core.cache_clear()
-  assert core.layout == "stacked" and core.older
+  assert core.layout == "stacked" and core.older and core.hoisted
   assert max_rel(written_out, stacked) < RTOL_PLAIN
+  # Stacked pairs above LOOP_INVARIANT_MOTION_MAX_PRODUCTS compile without XLA's
+  # loop-invariant code motion: the same values to rounding.
+  monkeypatch.setattr(taylor_engine, "LOOP_INVARIANT_MOTION_MAX_PRODUCTS", 0)
+  taylor_engine.compiled_core.cache_clear()
+  unhoisted, core = lap_lap()
+  taylor_engine.compiled_core.cache_clear()
+  assert core.layout == "stacked" and not core.hoisted
+  if jax.default_backend() == "cpu":
+    assert core._options() == {"xla_cpu_use_fusion_emitters": False,
+                               "xla_disable_hlo_passes": "while-loop-invariant-code-motion"}
+  assert max_rel(written_out, unhoisted) < RTOL_PLAIN
   if jax.default_backend() == "cpu":
     # 8 x 8 padded tiles in blocks of at most 16 entries: 2 rows each.
     monkeypatch.setattr(taylor_engine, "ROW_BLOCK_MAX_ENTRIES", 16)
@@ -303,10 +314,16 @@ def test_large_straight_line_programs_compile_with_the_older_fusion_emitters(mon
   is checked against nested jvp and finite differences above; this checks the code
   generation)."""
   if jax.default_backend() == "cpu":
-    assert _compat.older_fusion_emitters() == {"xla_cpu_use_fusion_emitters": False}
+    assert _compat.cpu_compiler_options(older_emitters=True) == {"xla_cpu_use_fusion_emitters": False}
+  assert _compat.cpu_compiler_options() is None
   calls = []
-  real = _compat.older_fusion_emitters
-  monkeypatch.setattr(_compat, "older_fusion_emitters", lambda: calls.append(1) or real())
+  real = _compat.cpu_compiler_options
+
+  def spy(older_emitters=False, hoist_loop_invariants=True):
+    if older_emitters:
+      calls.append(1)
+    return real(older_emitters, hoist_loop_invariants)
+  monkeypatch.setattr(_compat, "cpu_compiler_options", spy)
   x1 = np.random.default_rng(8).uniform(-1, 1, (5, 1))
   x2 = x1[:4] * 0.5
   form = taylor_engine.directional_form(BEAM)

@@ -64,7 +64,7 @@ def directional_operator_kernel(kernel_fn, x1, x2, k: int, terms1: Directions,
     return series[-1] / math.factorial(n)
 
   fn = jax.jit(jax.vmap(top_coefficient))
-  coefficients = np.asarray(fn.lower(a, b).compile(_compat.older_fusion_emitters())(a, b))
+  coefficients = np.asarray(fn.lower(a, b).compile(_compat.cpu_compiler_options(older_emitters=True))(a, b))
   coefficients = coefficients.reshape(len(terms1), len(terms2), n + 1, len(x1), len(x2))
   weights = np.array([[w1 * w2 for _, w2 in terms2] for _, w1 in terms1])
   weights = weights * math.factorial(k) * math.factorial(l)
