@@ -97,16 +97,16 @@ STACKED_MIN_PRODUCTS = 1500
 STACKED_MAX_PRODUCTS = 6000
 # Stacked pairs of more than this many products compile without XLA's while-loop-invariant
 # code motion (_compat.cpu_compiler_options). That pass hoists the work that does not depend
-# on the direction pair (powers and derivatives of the kernel's constant coefficients) out of
-# the loop over pairs; on a body of thousands of products it and the simplification it
-# triggers take most of the HLO passes' time. Measured (N = 256, 2-core CPU, biharmonic x
-# biharmonic, compile / steady state, with -> without, one process; docs/benchmarks.md,
-# "Session 11"): erf depth 4 (3,352 products) 4.6-5.7 s / 158-183 ms -> 3.4-4.2 s / 180-193 ms,
-# sin depth 4 (3,145) 4.4-5.5 s -> 2.8-3.2 s at 0.97-1.06x the run time, gaussian depth 4
-# (3,326) 4.3 -> 3.7 s at 0.94x, gelu depth 2 (3,152) 5.1 -> 3.9 s at 0.99x, depth 3 (4,950)
-# 8.7-9.8 s -> 6.7-8.7 s at 0.99-1.01x. Below, erf ran 1.06-1.24x slower without it (depths
-# 2-3, 1,556-2,454 products) for 0.6-1.6 s less compilation; a looped body above
-# STACKED_MAX_PRODUCTS (gelu depth 4) compiled no faster.
+# on the direction pair (the jets' constant terms and their derivatives) out of the loop over
+# pairs; on a body of thousands of products it and the simplification it triggers take half
+# of the HLO passes' time (theory/taylor_engine.md, section 3e). Measured (biharmonic x
+# biharmonic, N = 256, 2-core CPU, fresh processes, medians of 3, first call / steady state,
+# with -> without; docs/benchmarks.md, "Session 11"): erf depth 4 (3,352 products) 7.4 s /
+# 185 ms -> 4.8 s / 209 ms, sin depth 4 (3,145) 5.6 -> 4.8 s at equal speed, gaussian depth 4
+# (3,326) 5.2 -> 4.9 s, gelu depth 2 (3,152) 6.2 s / 186 ms -> 4.5 s / 196 ms, depth 3 (4,950)
+# 11.3 -> 10.9 s. Below, erf ran 1.06-1.24x slower without it (depths 2-3, 1,556-2,454
+# products) for 0.6-1.6 s less compilation; a looped body above STACKED_MAX_PRODUCTS (gelu
+# depth 4) compiled no faster.
 LOOP_INVARIANT_MOTION_MAX_PRODUCTS = 3000
 # On CPU, looped and stacked pairs run over blocks of rows of at most ROW_BLOCK_MAX_ENTRIES
 # entries and ROW_BLOCK_PRODUCT_ENTRIES / (products per pair) entries (CompiledCore): their
