@@ -85,16 +85,16 @@ OLDER_EMITTERS_MIN_PRODUCTS = 1300
 # (4,676 products) 25x -> 7.4x (2.7 -> 3.8 s); biharmonic x biharmonic erf depth 1 (8,208)
 # 18x -> 14x but 1.1 -> 4.0 s, depth 2 102x -> 24x but 2.3 -> 15 s.
 PAIR_UNROLL_MAX_PRODUCTS = 5000
-# Looped direction pairs of STACKED_MIN_PRODUCTS to STACKED_MAX_PRODUCTS products are stacked
-# and compiled with the older emitters; below, they loop with the default emitters, above,
-# with the older ones (CompiledCore; theory/taylor_engine.md, section 3c). Measured (N = 256,
-# 2-core CPU, biharmonic x biharmonic, first call / steady state): erf depth 2 (1,556
-# products per pair) looped, default emitters 4.4-6.3 s / 39-45 ms, stacked 2.0-2.3 s /
-# 60-63 ms; sin depth 2 (1,349) 2.1 s / 23 ms against 1.9 s / 54 ms; gelu depth 3 (4,950)
-# looped under the older emitters 762 ms, stacked 589 ms; depth 4 (6,748) 1,435 against
-# 2,267 ms.
+# Looped direction pairs of at least STACKED_MIN_PRODUCTS products are stacked and compiled
+# with the older emitters; below, they loop with the default emitters (CompiledCore;
+# theory/taylor_engine.md, section 3c). Measured (N = 256, 2-core CPU, biharmonic x
+# biharmonic, first call / steady state): erf depth 2 (1,556 products per pair) looped,
+# default emitters 4.4-6.3 s / 39-45 ms, stacked 2.0-2.3 s / 60-63 ms; sin depth 2 (1,349)
+# 2.1 s / 23 ms against 1.9 s / 54 ms; gelu depth 3 (4,950) looped under the older emitters
+# 762 ms, stacked 589 ms. gelu depth 4 (6,748) looped until session 11 (1,435 against
+# 2,267 ms stacked, before row blocks); stacked without loop-invariant code motion (below) it
+# compiles in 12.0-16.7 s against 16.2-21.1 s and runs at 480-642 ms against 887-1,162 ms.
 STACKED_MIN_PRODUCTS = 1500
-STACKED_MAX_PRODUCTS = 6000
 # Stacked pairs of more than this many products compile without XLA's while-loop-invariant
 # code motion (_compat.cpu_compiler_options). That pass hoists the work that does not depend
 # on the direction pair (the jets' constant terms and their derivatives) out of the loop over
@@ -105,8 +105,7 @@ STACKED_MAX_PRODUCTS = 6000
 # 185 ms -> 4.8 s / 209 ms, sin depth 4 (3,145) 5.6 -> 4.8 s at equal speed, gaussian depth 4
 # (3,326) 5.2 -> 4.9 s, gelu depth 2 (3,152) 6.2 s / 186 ms -> 4.5 s / 196 ms, depth 3 (4,950)
 # 11.3 -> 10.9 s. Below, erf ran 1.06-1.24x slower without it (depths 2-3, 1,556-2,454
-# products) for 0.6-1.6 s less compilation; a looped body above STACKED_MAX_PRODUCTS (gelu
-# depth 4) compiled no faster.
+# products) for 0.6-1.6 s less compilation.
 LOOP_INVARIANT_MOTION_MAX_PRODUCTS = 3000
 # On CPU, looped and stacked pairs run over blocks of rows of at most ROW_BLOCK_MAX_ENTRIES
 # entries and ROW_BLOCK_PRODUCT_ENTRIES / (products per pair) entries (CompiledCore): their
@@ -608,21 +607,18 @@ class CompiledCore:
 
   - ``"written out"``: every pair in straight-line code, while ``pairs`` x products is at
     most :data:`PAIR_UNROLL_MAX_PRODUCTS` (a loop body runs 1.3-7x slower per pair);
-  - ``"stacked"``: a pair of :data:`STACKED_MIN_PRODUCTS` to :data:`STACKED_MAX_PRODUCTS`
-    products, every pair's result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and
+  - ``"stacked"``: a pair of at least :data:`STACKED_MIN_PRODUCTS` products, every pair's result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and
     then summed, compiled with XLA's older CPU fusion emitters. Their kernel checks at run
     time whether its output overlaps its inputs; a loop that accumulates into its carry in
     place fails that check and runs the scalar fallback (1.1-1.7x slower; accumulating per
     direction ``u`` was as slow);
   - ``"loop"``: otherwise a ``fori_loop`` that accumulates the pairs, with the default
-    emitters below :data:`STACKED_MIN_PRODUCTS` (which compile such a body well and run it
-    2.8x faster than the older ones), and the older ones above :data:`STACKED_MAX_PRODUCTS`
-    (where stacking was slower).
+    emitters (which compile such a body well and run it 2.8x faster than the older ones).
 
   A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
   products; stacked pairs of more than :data:`LOOP_INVARIANT_MOTION_MAX_PRODUCTS` compile
-  without XLA's loop-invariant code motion. On CPU, looped and stacked pairs run over blocks of rows (:func:`row_block`),
-  whose intermediate jets stay in the caches. ``.layout``, ``.largest`` (the products of the
+  without XLA's loop-invariant code motion. On CPU, looped and stacked pairs run over blocks
+  of rows (:func:`row_block`), whose intermediate jets stay in the caches. ``.layout``, ``.largest`` (the products of the
   program's largest straight-line region, or of one pair where they loop or are stacked),
   ``.older`` (whether the older emitters were taken), ``.hoisted`` (whether XLA hoists loop
   invariants) and ``.rows`` (rows per block) describe the last program lowered. :meth:`prepare` lowers a program and leaves its compilation to
@@ -666,9 +662,9 @@ class CompiledCore:
       largest = self.pairs * per_pair
       return "written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS, True, n1
     rows = row_block(n1, n2, per_pair)
-    if STACKED_MIN_PRODUCTS <= per_pair <= STACKED_MAX_PRODUCTS:
+    if per_pair >= STACKED_MIN_PRODUCTS:
       return "stacked", per_pair, True, per_pair <= LOOP_INVARIANT_MOTION_MAX_PRODUCTS, rows
-    return "loop", per_pair, per_pair > STACKED_MAX_PRODUCTS, True, rows
+    return "loop", per_pair, False, True, rows
 
   def lower(self, *args):
     """The program this core compiles for ``args`` (arrays, or ``jax.ShapeDtypeStruct``s with
