@@ -108,7 +108,7 @@ STACKED_MIN_PRODUCTS = 1500
 # products) for 0.6-1.6 s less compilation.
 LOOP_INVARIANT_MOTION_MAX_PRODUCTS = 3000
 # On CPU, looped and stacked pairs run over blocks of rows of at most ROW_BLOCK_MAX_ENTRIES
-# entries and ROW_BLOCK_PRODUCT_ENTRIES / (products per pair) entries (CompiledCore): their
+# entries (CompiledCore): their
 # programs materialise intermediate jets between fusions (329-1,778 B per entry), which then
 # stay in the caches (2 MiB L2 per core, 32 MiB L3 here). Measured (N = 512, one 512 x 512
 # tile, 2-core CPU, biharmonic x biharmonic, steady state, whole tile -> blocks of 8,192
@@ -119,9 +119,11 @@ LOOP_INVARIANT_MOTION_MAX_PRODUCTS = 3000
 # Blocks of 16,384 entries ran within 6% of these up to 2,048 products (erf depth 2: 258 ms)
 # and 1.8x slower for gelu depth 3; blocks of 32,768 gained nothing. Written-out pairs run
 # 1.2-3x slower in blocks (a loop body fuses worse), so they take none. On other devices,
-# tiles keep their parallelism (no blocks).
+# tiles keep their parallelism (no blocks). gelu's larger pairs had smaller blocks (at most
+# 2^25 / products entries) until session 11; stacked without loop-invariant code motion they
+# run within 5% at 4,096 and 8,192 entries (depths 3-4, N = 256-512), and one block size for
+# all pairs lets the program reuse the pair's first trace (lowering 0.4-1 s shorter).
 ROW_BLOCK_MAX_ENTRIES = 8192
-ROW_BLOCK_PRODUCT_ENTRIES = 1 << 25
 # Pairs of at least this total order are first traced at a row block's shape (CompiledCore).
 # Lowering the erf depth-4 biharmonic x biharmonic (N = 256, blocks of 32 rows) took
 # 1.28-1.35 s traced at the tile's shape and then at the block's, 0.82-0.84 s traced at the
@@ -575,15 +577,14 @@ def _pair_jet(s, input_map, get, x1, x2, u, v, order):
   return kernel(s, p, q, r, f1[0].shape[-1], get)
 
 
-def row_block(n1: int, n2: int, products: int) -> int:
-  """Rows per block of an ``(n1, n2)`` looped or stacked core of ``products`` full-size
-  products per pair: on CPU the largest divisor of ``n1`` whose blocks hold at most
-  :data:`ROW_BLOCK_MAX_ENTRIES` and ``ROW_BLOCK_PRODUCT_ENTRIES / products`` entries (at
-  least one row); elsewhere ``n1`` (one block)."""
+def row_block(n1: int, n2: int) -> int:
+  """Rows per block of an ``(n1, n2)`` looped or stacked core: on CPU the largest divisor
+  of ``n1`` whose blocks hold at most :data:`ROW_BLOCK_MAX_ENTRIES` entries (at least one
+  row); elsewhere ``n1`` (one block)."""
   if jax.default_backend() != "cpu":
     return n1
-  entries = min(ROW_BLOCK_MAX_ENTRIES, ROW_BLOCK_PRODUCT_ENTRIES // max(products, 1))
-  return max((r for r in range(1, n1 + 1) if n1 % r == 0 and r * n2 <= entries), default=1)
+  return max((r for r in range(1, n1 + 1)
+              if n1 % r == 0 and r * n2 <= ROW_BLOCK_MAX_ENTRIES), default=1)
 
 
 def _in_row_blocks(core: Callable) -> Callable:
@@ -648,7 +649,7 @@ class CompiledCore:
     x1, x2, om1, om2 = args
     n1, n2 = x1.shape[0], x2.shape[0]
     blocks = self.pairs > 1 and self.order >= BLOCK_TRACE_MIN_ORDER
-    rows = row_block(n1, n2, 0) if blocks else n1
+    rows = row_block(n1, n2) if blocks else n1
     block = (jax.ShapeDtypeStruct((rows,) + x1.shape[1:], x1.dtype), x2,
              jax.ShapeDtypeStruct(om1.shape[:-1] + (rows,), om1.dtype), om2)
     pair_args = jax.eval_shape(self._pair_args, *block)
@@ -661,7 +662,7 @@ class CompiledCore:
     if self.pairs * per_pair <= PAIR_UNROLL_MAX_PRODUCTS or self.pairs == 1:
       largest = self.pairs * per_pair
       return "written out", largest, largest >= OLDER_EMITTERS_MIN_PRODUCTS, True, n1
-    rows = row_block(n1, n2, per_pair)
+    rows = row_block(n1, n2)
     if per_pair >= STACKED_MIN_PRODUCTS:
       return "stacked", per_pair, True, per_pair <= LOOP_INVARIANT_MOTION_MAX_PRODUCTS, rows
     return "loop", per_pair, False, True, rows
