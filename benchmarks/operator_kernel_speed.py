@@ -174,7 +174,8 @@ def engine_program(kernel_fn, T, S, n, d):
   core = te.core_for(kernel_fn.structure, kernel_fn.input_map, f1, f2, "ntk")
   x = jnp.zeros((n, d))
   lowered = core.lower(x, x, te.omegas(f1, T, x), te.omegas(f2, S, x))
-  cost = lowered.compile(_compat.cpu_compiler_options(older_emitters=True)).cost_analysis()  # compiles fast
+  options = _compat.cpu_compiler_options(older_emitters=True, hoist_loop_invariants=core.hoisted)
+  cost = lowered.compile(options).cost_analysis()  # the older emitters compile fast
   cost = cost[0] if isinstance(cost, list) else cost
   pairs = 1 if core.layout == "written out" else len(f1.directions) * len(f2.directions)
   return lowered.as_text().count("\n"), float(cost.get("flops", 0.0)) * pairs / (core.rows * n)

@@ -108,21 +108,21 @@ STACKED_MIN_PRODUCTS = 1500
 # products) for 0.6-1.6 s less compilation.
 LOOP_INVARIANT_MOTION_MAX_PRODUCTS = 3000
 # On CPU, looped and stacked pairs run over blocks of rows of at most ROW_BLOCK_MAX_ENTRIES
-# entries (CompiledCore): their
-# programs materialise intermediate jets between fusions (329-1,778 B per entry), which then
-# stay in the caches (2 MiB L2 per core, 32 MiB L3 here). Measured (N = 512, one 512 x 512
-# tile, 2-core CPU, biharmonic x biharmonic, steady state, whole tile -> blocks of 8,192
-# entries, 4,096 for gelu depth 4): erf depth 1 (loop, 658 products) 63 -> 44 ms, depth 2
-# (stacked, 1,556) 310 -> 275 ms, depth 3 (2,454) 1,011 -> 476 ms, depth 4 (3,352) 1,505 ->
-# 833 ms; sin depth 3 859 -> 405 ms; gaussian depth 4 1,367 -> 706 ms; gelu depth 2 (3,152)
-# 1,395 -> 642 ms, depth 3 (4,950) 2,416 -> 1,255 ms, depth 4 (loop, 6,748) 5,296 -> 3,740 ms.
-# Blocks of 16,384 entries ran within 6% of these up to 2,048 products (erf depth 2: 258 ms)
-# and 1.8x slower for gelu depth 3; blocks of 32,768 gained nothing. Written-out pairs run
-# 1.2-3x slower in blocks (a loop body fuses worse), so they take none. On other devices,
-# tiles keep their parallelism (no blocks). gelu's larger pairs had smaller blocks (at most
-# 2^25 / products entries) until session 11; stacked without loop-invariant code motion they
-# run within 5% at 4,096 and 8,192 entries (depths 3-4, N = 256-512), and one block size for
-# all pairs lets the program reuse the pair's first trace (lowering 0.4-1 s shorter).
+# entries (CompiledCore): their programs materialise intermediate jets between fusions
+# (329-1,778 B per entry), which then stay in the caches (2 MiB L2 per core, 32 MiB L3 here).
+# Measured (N = 512, one 512 x 512 tile, 2-core CPU, biharmonic x biharmonic, steady state,
+# whole tile -> blocks of 8,192 entries, 4,096 for gelu depth 4): erf depth 1 (loop, 658
+# products) 63 -> 44 ms, depth 2 (stacked, 1,556) 310 -> 275 ms, depth 3 (2,454) 1,011 -> 476
+# ms, depth 4 (3,352) 1,505 -> 833 ms; sin depth 3 859 -> 405 ms; gaussian depth 4 1,367 ->
+# 706 ms; gelu depth 2 (3,152) 1,395 -> 642 ms, depth 3 (4,950) 2,416 -> 1,255 ms, depth 4
+# (loop, 6,748) 5,296 -> 3,740 ms. Blocks of 16,384 entries ran within 6% of these up to 2,048
+# products (erf depth 2: 258 ms) and 1.8x slower for gelu depth 3; blocks of 32,768 gained
+# nothing. Written-out pairs run 1.2-3x slower in blocks (a loop body fuses worse), so they
+# take none. On other devices, tiles keep their parallelism (no blocks). gelu's larger pairs
+# had smaller blocks (at most 2^25 / products entries) until session 11; stacked without loop-
+# invariant code motion they run within 5% at 4,096 and 8,192 entries (depths 3-4, N =
+# 256-512), and one block size for all pairs lets the program reuse the pair's first trace
+# (lowering 0.4-1 s shorter).
 ROW_BLOCK_MAX_ENTRIES = 8192
 # Pairs of at least this total order are first traced at a row block's shape (CompiledCore).
 # Lowering the erf depth-4 biharmonic x biharmonic (N = 256, blocks of 32 rows) took
@@ -608,21 +608,23 @@ class CompiledCore:
 
   - ``"written out"``: every pair in straight-line code, while ``pairs`` x products is at
     most :data:`PAIR_UNROLL_MAX_PRODUCTS` (a loop body runs 1.3-7x slower per pair);
-  - ``"stacked"``: a pair of at least :data:`STACKED_MIN_PRODUCTS` products, every pair's result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and
-    then summed, compiled with XLA's older CPU fusion emitters. Their kernel checks at run
-    time whether its output overlaps its inputs; a loop that accumulates into its carry in
-    place fails that check and runs the scalar fallback (1.1-1.7x slower; accumulating per
-    direction ``u`` was as slow);
+  - ``"stacked"``: a pair of at least :data:`STACKED_MIN_PRODUCTS` products, every pair's
+    result stacked (``lax.map``; ``pairs`` x 8 bytes per entry) and then summed, compiled
+    with XLA's older CPU fusion emitters. Their kernel checks at run time whether its output
+    overlaps its inputs; a loop that accumulates into its carry in place fails that check
+    and runs the scalar fallback (1.1-1.7x slower; accumulating per direction ``u`` was as
+    slow);
   - ``"loop"``: otherwise a ``fori_loop`` that accumulates the pairs, with the default
     emitters (which compile such a body well and run it 2.8x faster than the older ones).
 
   A written-out program takes the older emitters from :data:`OLDER_EMITTERS_MIN_PRODUCTS`
   products; stacked pairs of more than :data:`LOOP_INVARIANT_MOTION_MAX_PRODUCTS` compile
   without XLA's loop-invariant code motion. On CPU, looped and stacked pairs run over blocks
-  of rows (:func:`row_block`), whose intermediate jets stay in the caches. ``.layout``, ``.largest`` (the products of the
-  program's largest straight-line region, or of one pair where they loop or are stacked),
-  ``.older`` (whether the older emitters were taken), ``.hoisted`` (whether XLA hoists loop
-  invariants) and ``.rows`` (rows per block) describe the last program lowered. :meth:`prepare` lowers a program and leaves its compilation to
+  of rows (:func:`row_block`), whose intermediate jets stay in the caches. ``.layout``,
+  ``.largest`` (the products of the program's largest straight-line region, or of one pair
+  where they loop or are stacked), ``.older`` (whether the older emitters were taken),
+  ``.hoisted`` (whether XLA hoists loop invariants) and ``.rows`` (rows per block) describe
+  the last program lowered. :meth:`prepare` lowers a program and leaves its compilation to
   another thread.
   Called on tracers (inside ``jax.jit``, ``make_jaxpr``, ...) it is the jitted loop,
   compiled by the enclosing transformation."""
