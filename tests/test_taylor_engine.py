@@ -266,10 +266,15 @@ def test_direction_pair_layouts_give_the_same_kernel(monkeypatch, points):
   # Stacked pairs above LOOP_INVARIANT_MOTION_MAX_PRODUCTS compile without XLA's
   # loop-invariant code motion: the same values to rounding.
   monkeypatch.setattr(taylor_engine, "LOOP_INVARIANT_MOTION_MAX_PRODUCTS", 0)
+  requested = []
+  real = _compat.cpu_compiler_options
+  monkeypatch.setattr(_compat, "cpu_compiler_options",
+                      lambda *a, **k: requested.append((a, k)) or real(*a, **k))
   taylor_engine.compiled_core.cache_clear()
   unhoisted, core = lap_lap()
   taylor_engine.compiled_core.cache_clear()
   assert core.layout == "stacked" and not core.hoisted
+  assert ((), {"older_emitters": True, "hoist_loop_invariants": False}) in requested
   if jax.default_backend() == "cpu":
     assert core._options() == {"xla_cpu_use_fusion_emitters": False,
                                "xla_disable_hlo_passes": "while-loop-invariant-code-motion"}
