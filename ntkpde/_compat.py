@@ -224,7 +224,7 @@ def cpu_compiler_options(older_emitters: bool = False,
     smaller programs they are faster (docs/benchmarks.md, "XLA's fusion emitters").
   - ``hoist_loop_invariants=False`` turns off XLA's while-loop-invariant code motion
     (``xla_disable_hlo_passes``). On a loop body of thousands of elementwise operations that
-    pass and the simplification it triggers take most of the HLO passes' time
+    pass and the simplification it triggers take about half of the HLO passes' time
     (taylor_engine.LOOP_INVARIANT_MOTION_MAX_PRODUCTS)."""
   if jax.default_backend() != "cpu":
     return None

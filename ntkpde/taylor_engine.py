@@ -712,11 +712,11 @@ class CompiledCore:
   def __call__(self, *args):
     if any(_compat.is_tracer(a) for a in args):
       return self.jitted(*args)  # inside an enclosing transformation, which compiles
-    compiled = self._compiled.get(_signature(args))
+    key = _signature(args)
+    compiled = self._compiled.get(key)
     if compiled is None:
-      lowered = self.lower(*args)
-      compiled = lowered.compile(self._options())
-      self._compiled[_signature(args)] = compiled
+      compiled = self.lower(*args).compile(self._options())
+      self._compiled[key] = compiled
     return compiled(*args)
 
 
